@@ -1,0 +1,20 @@
+//! `opsctl-controllers`: opsctl's decisions as pure functions of
+//! (desired, observed, history, policy, now) → plan (DESIGN.md §2).
+//!
+//! Nothing here awaits, reads a clock or the environment, or touches files or the network:
+//! the runtime in the `opsctl` crate observes Fly, converts what it saw into [`observed`] types,
+//! calls these functions, records the intents they return, acts, and feeds the results back.
+//! `controllers/clippy.toml` bans the clock and environment calls.
+//!
+//! Map (start with [`diff`]):
+//! - [`observed`]: what Fly reported, in domain terms (no Fly spellings).
+//! - [`diff`]: desired vs observed → drift.
+//! - [`rollout`]: the rolling plan, per-machine health verdicts, and the rollback decision.
+#![warn(missing_docs)]
+
+pub mod diff;
+pub mod observed;
+pub mod rollout;
+
+#[cfg(test)]
+mod testkit;

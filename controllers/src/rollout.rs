@@ -1,0 +1,371 @@
+//! Rollouts: which machines to update in which order (the plan), when one updated machine
+//! counts as healthy or failed (the verdict), and what a rollback restores.
+//!
+//! The runtime drives a rollout batch by batch: it records each step before taking it, updates
+//! the batch's machines, then observes them and asks [`judge`] until every machine is
+//! [`Verdict::Healthy`], one has [`Verdict::Failed`], or Fly cannot be seen
+//! ([`Verdict::Blind`], which halts the rollout and never triggers a rollback).
+//!
+//! Sources: flyctl's rolling strategy and health rules (`../shared/fly-api/NOTES.md` §6.2–§6.4,
+//! DESIGN.md §9), and the failure cases in `../shared/cases/README.md` (BUG-01: an exited
+//! machine fails the step at once; BUG-14: at most one automatic rollback per bad release).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use opsctl_crds::FlyApp;
+use opsctl_crds::flyapp::{DeploySpec, MaxUnavailable, Strategy};
+use serde::{Deserialize, Serialize};
+
+use crate::diff::AppDiff;
+use crate::observed::{CheckState, MachineState, ObservedApp, ObservedMachine};
+
+/// An ordered rollout: batches run one after the other; the machines of a batch together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolloutPlan {
+    /// Fly app name.
+    pub app: String,
+    /// Strategy the plan follows.
+    pub strategy: Strategy,
+    /// Image every step deploys.
+    pub image: String,
+    /// Batches in order.
+    pub batches: Vec<Batch>,
+}
+
+impl RolloutPlan {
+    /// Every step, in order.
+    pub fn steps(&self) -> impl Iterator<Item = &MachineStep> {
+        self.batches.iter().flat_map(|b| b.steps.iter())
+    }
+
+    /// True when nothing is to be updated.
+    pub fn is_empty(&self) -> bool {
+        self.batches.is_empty()
+    }
+}
+
+/// Machines updated together.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    /// Steps of this batch.
+    pub steps: Vec<MachineStep>,
+}
+
+/// Update one machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MachineStep {
+    /// Machine id.
+    pub machine: String,
+    /// Process group.
+    pub group: String,
+    /// Region.
+    pub region: String,
+    /// Image before the update (what a rollback restores).
+    pub from_image: String,
+    /// Keep the machine stopped (it was not running; flyctl's `skip_launch`).
+    pub skip_launch: bool,
+    /// Wait for started + checks passing before the next batch.
+    pub wait_healthy: bool,
+}
+
+/// Why no plan could be made.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// The strategy is declared in the manifest but not implemented yet.
+    #[error("strategy `{0:?}` is not implemented yet (use rolling or immediate; tracked in issue #4)")]
+    StrategyNotImplemented(Strategy),
+}
+
+/// How many machines of a group of `n` may be updated at once. A count is used as is (at
+/// least 1); a fraction is `ceil(n × fraction)`, at least 1 (flyctl, NOTES.md §6.3).
+pub fn batch_size(max: MaxUnavailable, n: usize) -> usize {
+    let size = match max {
+        MaxUnavailable::Count(c) => c as usize,
+        MaxUnavailable::Fraction(f) => (n as f64 * f).ceil() as usize,
+    };
+    size.max(1)
+}
+
+/// The rollout for the machines that `diff` says drifted.
+///
+/// Rolling (flyctl, NOTES.md §6.3): per process group in name order, machines sorted by id;
+/// running machines first, the first one alone ("spearhead"), then the rest in batches of
+/// [`batch_size`]; machines not running last, updated with `skip_launch` and no wait, so a bad
+/// image is caught before they are touched. Immediate: one batch, no waits.
+///
+/// # Errors
+/// [`PlanError::StrategyNotImplemented`] for canary and bluegreen.
+pub fn plan(app: &FlyApp, observed: &ObservedApp, diff: &AppDiff) -> Result<RolloutPlan, PlanError> {
+    let strategy = app.spec.deploy.strategy;
+    let drifted = diff.machines_to_update();
+    let mut groups: BTreeMap<&str, Vec<&ObservedMachine>> = BTreeMap::new();
+    for m in observed.managed().filter(|m| drifted.contains(m.id.as_str())) {
+        groups.entry(&m.group).or_default().push(m);
+    }
+    let mut batches = Vec::new();
+    match strategy {
+        Strategy::Rolling => {
+            for machines in groups.values_mut() {
+                machines.sort_by(|a, b| a.id.cmp(&b.id));
+                let (warm, cold): (Vec<&ObservedMachine>, Vec<&ObservedMachine>) =
+                    machines.iter().copied().partition(|m| m.state == MachineState::Started);
+                let size = batch_size(app.spec.deploy.max_unavailable, warm.len());
+                if let Some((first, rest)) = warm.split_first() {
+                    batches.push(Batch { steps: vec![step(first, true)] });
+                    for chunk in rest.chunks(size) {
+                        batches.push(Batch { steps: chunk.iter().map(|m| step(m, true)).collect() });
+                    }
+                }
+                if !cold.is_empty() {
+                    batches.push(Batch { steps: cold.iter().map(|m| step(m, false)).collect() });
+                }
+            }
+        }
+        Strategy::Immediate => {
+            let steps: Vec<MachineStep> = groups
+                .values_mut()
+                .flat_map(|ms| {
+                    ms.sort_by(|a, b| a.id.cmp(&b.id));
+                    ms.iter().map(|m| MachineStep { wait_healthy: false, ..step(m, false) })
+                })
+                .collect();
+            if !steps.is_empty() {
+                batches.push(Batch { steps });
+            }
+        }
+        other => return Err(PlanError::StrategyNotImplemented(other)),
+    }
+    Ok(RolloutPlan { app: diff.app.clone(), strategy, image: app.spec.image.clone(), batches })
+}
+
+fn step(m: &ObservedMachine, warm: bool) -> MachineStep {
+    MachineStep {
+        machine: m.id.clone(),
+        group: m.group.clone(),
+        region: m.region.clone(),
+        from_image: m.image.clone(),
+        skip_launch: m.state != MachineState::Started,
+        wait_healthy: warm,
+    }
+}
+
+/// What the runtime remembers between observations of one updated machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Watch {
+    /// When the update was acknowledged by Fly (UTC).
+    pub since: DateTime<Utc>,
+    /// Since when a check has been critical without a break, if it is.
+    pub critical_since: Option<DateTime<Utc>>,
+    /// When the machine was last seen (UTC); `None` if never since the update.
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+impl Watch {
+    /// A watch starting at `now`.
+    pub fn new(now: DateTime<Utc>) -> Self {
+        Self { since: now, critical_since: None, last_seen: None }
+    }
+}
+
+/// The verdict on one updated machine.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    /// Started, ≥ 1 check, all passing.
+    Healthy,
+    /// Not decided yet; poll again.
+    Waiting {
+        /// What we are waiting for.
+        reason: String,
+    },
+    /// The new version is bad.
+    Failed(Failure),
+    /// Fly could not be observed for the whole wait: unknown, never unhealthy. Halts the
+    /// rollout; never triggers a rollback.
+    Blind {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why an updated machine failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Failure {
+    /// The process exited and Fly did not restart it (BUG-01). An unrequested exit with code
+    /// 0 counts too: a service is meant to keep running.
+    MachineExited {
+        /// Exit code.
+        exit_code: i32,
+        /// OOM-killed.
+        oom_killed: bool,
+    },
+    /// flyctl's crash-loop rule: newest exit not requested, restarting, restart count > 1,
+    /// non-zero code.
+    CrashLoop {
+        /// Exit code.
+        exit_code: i32,
+        /// Restarts so far.
+        restart_count: u32,
+    },
+    /// Checks stayed critical for `failAfter`.
+    ChecksCritical {
+        /// Names of the critical checks.
+        checks: Vec<String>,
+        /// Their last output, joined.
+        output: String,
+    },
+    /// Fly put the machine in `failed`.
+    MachineFailed,
+    /// Not healthy within `waitTimeout`.
+    Timeout {
+        /// What we were still waiting for.
+        waiting_for: String,
+    },
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::MachineExited { exit_code, oom_killed } => {
+                write!(f, "machine exited with code {exit_code} (oom_killed: {oom_killed})")
+            }
+            Failure::CrashLoop { exit_code, restart_count } => write!(
+                f,
+                "the app appears to be crashing: exit code {exit_code}, {restart_count} restarts"
+            ),
+            Failure::ChecksCritical { checks, output } => {
+                write!(f, "checks critical: {}", checks.join(", "))?;
+                if !output.is_empty() {
+                    write!(f, " ({output})")?;
+                }
+                Ok(())
+            }
+            Failure::MachineFailed => f.write_str("Fly marked the machine failed"),
+            Failure::Timeout { waiting_for } => {
+                write!(f, "not healthy within the wait timeout; still waiting for {waiting_for}")
+            }
+        }
+    }
+}
+
+/// Judge one updated machine from an observation taken at `now` (UTC).
+///
+/// `seen` is the machine as observed, or `None` when Fly could not be asked (API down, 429).
+/// `expected_version` is the version id Fly returned for the update: an older version still
+/// being reported is not judged. Returns the next [`Watch`] and the verdict.
+pub fn judge(
+    watch: Watch,
+    seen: Option<&ObservedMachine>,
+    expected_version: &str,
+    deploy: &DeploySpec,
+    now: DateTime<Utc>,
+) -> (Watch, Verdict) {
+    let timeout = deploy.wait_timeout.get();
+    let timed_out = elapsed(watch.since, now) >= timeout;
+    let Some(m) = seen else {
+        let verdict = if timed_out && watch.last_seen.is_none() {
+            Verdict::Blind { reason: "Fly could not be observed during the wait".into() }
+        } else if timed_out {
+            Verdict::Blind { reason: "Fly could not be observed at the end of the wait".into() }
+        } else {
+            Verdict::Waiting { reason: "Fly could not be observed; retrying".into() }
+        };
+        return (watch, verdict);
+    };
+    let mut watch = Watch { last_seen: Some(now), ..watch };
+    let waiting = |reason: String, watch: Watch| {
+        if timed_out {
+            (watch, Verdict::Failed(Failure::Timeout { waiting_for: reason }))
+        } else {
+            (watch, Verdict::Waiting { reason })
+        }
+    };
+    if m.version != expected_version {
+        return waiting(format!("Fly to report version {expected_version}"), watch);
+    }
+    if let Some(exit) = &m.last_exit
+        && exit.at >= watch.since
+        && !exit.requested_stop
+    {
+        if exit.restarting && exit.restart_count > 1 && exit.exit_code != 0 {
+            let failure =
+                Failure::CrashLoop { exit_code: exit.exit_code, restart_count: exit.restart_count };
+            return (watch, Verdict::Failed(failure));
+        }
+        if !exit.restarting && matches!(m.state, MachineState::Stopped | MachineState::Failed) {
+            let failure =
+                Failure::MachineExited { exit_code: exit.exit_code, oom_killed: exit.oom_killed };
+            return (watch, Verdict::Failed(failure));
+        }
+    }
+    match &m.state {
+        MachineState::Started => {}
+        MachineState::Failed => return (watch, Verdict::Failed(Failure::MachineFailed)),
+        other => return waiting(format!("state started (is {})", other.as_str()), watch),
+    }
+    if m.checks.is_empty() {
+        return waiting("the first check result".into(), watch);
+    }
+    let critical: Vec<&str> = m
+        .checks
+        .iter()
+        .filter(|c| c.state == CheckState::Critical)
+        .map(|c| c.name.as_str())
+        .collect();
+    if critical.is_empty() {
+        watch.critical_since = None;
+        if m.checks.iter().all(|c| c.state == CheckState::Passing) {
+            return (watch, Verdict::Healthy);
+        }
+        return waiting("every check to pass".into(), watch);
+    }
+    let since = *watch.critical_since.get_or_insert(now);
+    if elapsed(since, now) >= deploy.fail_after.get() {
+        let output = m
+            .checks
+            .iter()
+            .filter(|c| c.state == CheckState::Critical && !c.output.is_empty())
+            .map(|c| c.output.as_str())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let checks = critical.into_iter().map(str::to_owned).collect();
+        return (watch, Verdict::Failed(Failure::ChecksCritical { checks, output }));
+    }
+    waiting(format!("critical checks to recover: {}", critical.join(", ")), watch)
+}
+
+fn elapsed(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
+    (to - from).to_std().unwrap_or(Duration::ZERO)
+}
+
+/// What a rollback restores: each touched machine back to the image it ran before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackPlan {
+    /// Image of the new (rollback) release: the image the first touched machine ran before.
+    pub image: String,
+    /// `(machine, image)` pairs, in the order they were touched.
+    pub machines: Vec<(String, String)>,
+}
+
+/// The rollback for a failed rollout, or `None` when nothing was touched.
+///
+/// A rollback is a *new* release whose image is the previous one: Fly has no rollback call
+/// (NOTES.md §3.5). `already_rolled_back` is whether this bad release was rolled back
+/// automatically before; then the answer is `None` and the caller escalates (BUG-14: at most
+/// one automatic rollback per bad release).
+pub fn rollback_plan(touched: &[MachineStep], already_rolled_back: bool) -> Option<RollbackPlan> {
+    if already_rolled_back {
+        return None;
+    }
+    let first = touched.first()?;
+    Some(RollbackPlan {
+        image: first.from_image.clone(),
+        machines: touched.iter().map(|s| (s.machine.clone(), s.from_image.clone())).collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests;

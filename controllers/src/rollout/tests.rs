@@ -1,0 +1,203 @@
+use chrono::Duration as ChronoDuration;
+use serde_json::json;
+
+use super::*;
+use crate::diff::diff;
+use crate::observed::{CheckResult, ExitInfo};
+use crate::testkit::{NEW, OLD, app, machine, observed, t0};
+
+fn ids(plan: &RolloutPlan) -> Vec<Vec<&str>> {
+    plan.batches.iter().map(|b| b.steps.iter().map(|s| s.machine.as_str()).collect()).collect()
+}
+
+fn plan_for(n: usize, extra: serde_json::Value) -> RolloutPlan {
+    let a = app(n as u32, extra);
+    let o = observed((0..n).rev().map(|i| machine(&format!("m{i}"))).collect());
+    plan(&a, &o, &diff(&a, &o)).unwrap()
+}
+
+#[test]
+fn rolling_updates_first_machine_alone_then_max_unavailable() {
+    let p = plan_for(5, json!({"deploy": {"maxUnavailable": 2}}));
+    assert_eq!(ids(&p), vec![vec!["m0"], vec!["m1", "m2"], vec!["m3", "m4"]]);
+    assert!(p.steps().all(|s| s.wait_healthy && !s.skip_launch && s.from_image == OLD));
+    assert_eq!(p.image, NEW);
+}
+
+#[test]
+fn fraction_rounds_up() {
+    assert_eq!(batch_size(MaxUnavailable::Fraction(0.33), 4), 2);
+    assert_eq!(batch_size(MaxUnavailable::Fraction(0.33), 1), 1);
+    assert_eq!(batch_size(MaxUnavailable::Count(0), 3), 1);
+    let p = plan_for(4, json!({}));
+    assert_eq!(ids(&p), vec![vec!["m0"], vec!["m1", "m2"], vec!["m3"]]);
+}
+
+#[test]
+fn lowendinsight_two_machines_one_at_a_time() {
+    let p = plan_for(2, json!({"deploy": {"maxUnavailable": 1}}));
+    assert_eq!(ids(&p), vec![vec!["m0"], vec!["m1"]]);
+}
+
+#[test]
+fn stopped_machines_go_last_and_stay_stopped() {
+    let a = app(3, json!({}));
+    let stopped = ObservedMachine { state: MachineState::Stopped, ..machine("m0") };
+    let o = observed(vec![stopped, machine("m1"), machine("m2")]);
+    let p = plan(&a, &o, &diff(&a, &o)).unwrap();
+    assert_eq!(ids(&p), vec![vec!["m1"], vec!["m2"], vec!["m0"]]);
+    let last = &p.batches[2].steps[0];
+    assert!(last.skip_launch && !last.wait_healthy);
+}
+
+#[test]
+fn immediate_is_one_batch_without_waits() {
+    let p = plan_for(3, json!({"deploy": {"strategy": "immediate"}}));
+    assert_eq!(ids(&p), vec![vec!["m0", "m1", "m2"]]);
+    assert!(p.steps().all(|s| !s.wait_healthy));
+}
+
+#[test]
+fn no_batch_is_larger_than_max_unavailable_for_any_size() {
+    for n in 1..12usize {
+        for max in 1..5u32 {
+            let p = plan_for(n, json!({"deploy": {"maxUnavailable": max}}));
+            assert_eq!(p.batches[0].steps.len(), 1, "spearhead alone");
+            assert!(p.batches.iter().all(|b| b.steps.len() <= max as usize));
+            assert_eq!(p.steps().count(), n, "every drifted machine exactly once");
+        }
+    }
+}
+
+#[test]
+fn canary_is_refused_not_silently_rolled() {
+    let a = app(1, json!({"deploy": {"strategy": "canary"}}));
+    let o = observed(vec![machine("m0")]);
+    assert_eq!(
+        plan(&a, &o, &diff(&a, &o)),
+        Err(PlanError::StrategyNotImplemented(Strategy::Canary))
+    );
+}
+
+fn deploy() -> DeploySpec {
+    serde_json::from_value(json!({"waitTimeout": "5m", "failAfter": "30s"})).unwrap()
+}
+
+fn updated(id: &str) -> ObservedMachine {
+    ObservedMachine { image: NEW.into(), version: "new".into(), ..machine(id) }
+}
+
+fn at(secs: i64) -> chrono::DateTime<Utc> {
+    t0() + ChronoDuration::seconds(secs)
+}
+
+#[test]
+fn healthy_needs_at_least_one_check_and_all_passing() {
+    let w = Watch::new(t0());
+    let no_checks = ObservedMachine { checks: vec![], ..updated("m1") };
+    assert!(matches!(judge(w, Some(&no_checks), "new", &deploy(), at(1)).1, Verdict::Waiting { .. }));
+    assert_eq!(judge(w, Some(&updated("m1")), "new", &deploy(), at(1)).1, Verdict::Healthy);
+    let old_version = machine("m1");
+    assert!(matches!(
+        judge(w, Some(&old_version), "new", &deploy(), at(1)).1,
+        Verdict::Waiting { .. }
+    ));
+}
+
+#[test]
+fn critical_checks_fail_after_fail_after_not_before() {
+    let mut m = updated("m1");
+    m.checks = vec![CheckResult {
+        name: "servicecheck-00-tcp-8080".into(),
+        state: CheckState::Critical,
+        output: "connection refused".into(),
+    }];
+    let (w, v) = judge(Watch::new(t0()), Some(&m), "new", &deploy(), at(2));
+    assert!(matches!(v, Verdict::Waiting { .. }));
+    let (w, v) = judge(w, Some(&m), "new", &deploy(), at(20));
+    assert!(matches!(v, Verdict::Waiting { .. }));
+    let (_, v) = judge(w, Some(&m), "new", &deploy(), at(32));
+    assert!(
+        matches!(&v, Verdict::Failed(Failure::ChecksCritical { checks, output }) if checks == &["servicecheck-00-tcp-8080"] && output == "connection refused"),
+        "{v:?}"
+    );
+}
+
+/// BUG-01 (shared/cases/README.md): an exited machine fails the step at once, with its code.
+#[test]
+fn exited_machine_fails_at_once_not_at_timeout() {
+    let mut m = updated("m1");
+    m.state = MachineState::Stopped;
+    m.checks = vec![];
+    m.last_exit = Some(ExitInfo {
+        exit_code: 1,
+        oom_killed: false,
+        requested_stop: false,
+        restarting: false,
+        restart_count: 0,
+        at: at(8),
+    });
+    let (_, v) = judge(Watch::new(t0()), Some(&m), "new", &deploy(), at(9));
+    assert_eq!(v, Verdict::Failed(Failure::MachineExited { exit_code: 1, oom_killed: false }));
+    // Exit code 0 that nobody asked for is also an exit, not success.
+    m.last_exit.as_mut().unwrap().exit_code = 0;
+    let (_, v) = judge(Watch::new(t0()), Some(&m), "new", &deploy(), at(9));
+    assert_eq!(v, Verdict::Failed(Failure::MachineExited { exit_code: 0, oom_killed: false }));
+}
+
+#[test]
+fn crash_loop_is_detected() {
+    let mut m = updated("m1");
+    m.last_exit = Some(ExitInfo {
+        exit_code: 1,
+        oom_killed: false,
+        requested_stop: false,
+        restarting: true,
+        restart_count: 2,
+        at: at(3),
+    });
+    let (_, v) = judge(Watch::new(t0()), Some(&m), "new", &deploy(), at(4));
+    assert_eq!(v, Verdict::Failed(Failure::CrashLoop { exit_code: 1, restart_count: 2 }));
+}
+
+#[test]
+fn an_exit_before_the_update_does_not_count() {
+    let mut m = updated("m1");
+    m.last_exit = Some(ExitInfo {
+        exit_code: 1,
+        oom_killed: false,
+        requested_stop: false,
+        restarting: false,
+        restart_count: 0,
+        at: at(-60),
+    });
+    assert_eq!(judge(Watch::new(t0()), Some(&m), "new", &deploy(), at(1)).1, Verdict::Healthy);
+}
+
+#[test]
+fn timeout_fails_with_what_was_awaited() {
+    let m = ObservedMachine { checks: vec![], ..updated("m1") };
+    let (_, v) = judge(Watch::new(t0()), Some(&m), "new", &deploy(), at(301));
+    assert!(matches!(v, Verdict::Failed(Failure::Timeout { .. })), "{v:?}");
+}
+
+#[test]
+fn unseen_machine_is_never_a_failure() {
+    for secs in [1, 100, 299, 300, 10_000] {
+        let (_, v) = judge(Watch::new(t0()), None, "new", &deploy(), at(secs));
+        assert!(!matches!(v, Verdict::Failed(_) | Verdict::Healthy), "{secs}s: {v:?}");
+    }
+    let (_, v) = judge(Watch::new(t0()), None, "new", &deploy(), at(301));
+    assert!(matches!(v, Verdict::Blind { .. }));
+}
+
+#[test]
+fn at_most_one_automatic_rollback() {
+    let p = plan_for(2, json!({"deploy": {"maxUnavailable": 1}}));
+    let touched: Vec<MachineStep> = p.steps().take(1).cloned().collect();
+    let rb = rollback_plan(&touched, false).unwrap();
+    assert_eq!(rb.image, OLD);
+    assert_eq!(rb.machines, vec![("m0".to_owned(), OLD.to_owned())]);
+    assert_eq!(rollback_plan(&touched, true), None);
+    assert_eq!(rollback_plan(&[], false), None);
+}
