@@ -149,8 +149,12 @@ pub fn diff(app: &FlyApp, observed: &ObservedApp) -> AppDiff {
         for m in &machines {
             *per_region.entry(m.region.as_str()).or_default() += 1;
         }
-        let regions: BTreeSet<&str> =
-            spec.regions.keys().map(String::as_str).chain(per_region.keys().copied()).collect();
+        let regions: BTreeSet<&str> = spec
+            .regions
+            .keys()
+            .map(String::as_str)
+            .chain(per_region.keys().copied())
+            .collect();
         for region in regions {
             let desired = spec.regions.get(region).copied().unwrap_or(0);
             let observed = per_region.get(region).copied().unwrap_or(0);
@@ -176,7 +180,10 @@ pub fn diff(app: &FlyApp, observed: &ObservedApp) -> AppDiff {
             machines: machines.iter().map(|m| m.id.clone()).collect(),
         });
     }
-    AppDiff { app: app.app_name().to_owned(), changes }
+    AppDiff {
+        app: app.app_name().to_owned(),
+        changes,
+    }
 }
 
 fn machine_changes(
@@ -214,7 +221,12 @@ fn machine_changes(
     if let Some(to) = size
         && m.guest != Some(to)
     {
-        out.push(Change::Size { machine: m.id.clone(), group: m.group.clone(), from: m.guest, to });
+        out.push(Change::Size {
+            machine: m.id.clone(),
+            group: m.group.clone(),
+            from: m.guest,
+            to,
+        });
     }
 }
 

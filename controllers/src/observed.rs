@@ -180,7 +180,11 @@ impl GuestSize {
             CpuKind::Shared => 256,
             CpuKind::Performance => 2048,
         };
-        Some(Self { cpu_kind: kind, cpus, memory_mb: memory_mb.unwrap_or(per_cpu * cpus) })
+        Some(Self {
+            cpu_kind: kind,
+            cpus,
+            memory_mb: memory_mb.unwrap_or(per_cpu * cpus),
+        })
     }
 }
 
@@ -211,6 +215,8 @@ pub struct ObservedApp {
 impl ObservedApp {
     /// Managed machines only (the ones a deploy may touch).
     pub fn managed(&self) -> impl Iterator<Item = &ObservedMachine> {
-        self.machines.iter().filter(|m| m.managed && m.state != MachineState::Destroyed)
+        self.machines
+            .iter()
+            .filter(|m| m.managed && m.state != MachineState::Destroyed)
     }
 }

@@ -74,7 +74,9 @@ pub struct MachineStep {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     /// The strategy is declared in the manifest but not implemented yet.
-    #[error("strategy `{0:?}` is not implemented yet (use rolling or immediate; tracked in issue #4)")]
+    #[error(
+        "strategy `{0:?}` is not implemented yet (use rolling or immediate; tracked in issue #4)"
+    )]
     StrategyNotImplemented(Strategy),
 }
 
@@ -97,11 +99,18 @@ pub fn batch_size(max: MaxUnavailable, n: usize) -> usize {
 ///
 /// # Errors
 /// [`PlanError::StrategyNotImplemented`] for canary and bluegreen.
-pub fn plan(app: &FlyApp, observed: &ObservedApp, diff: &AppDiff) -> Result<RolloutPlan, PlanError> {
+pub fn plan(
+    app: &FlyApp,
+    observed: &ObservedApp,
+    diff: &AppDiff,
+) -> Result<RolloutPlan, PlanError> {
     let strategy = app.spec.deploy.strategy;
     let drifted = diff.machines_to_update();
     let mut groups: BTreeMap<&str, Vec<&ObservedMachine>> = BTreeMap::new();
-    for m in observed.managed().filter(|m| drifted.contains(m.id.as_str())) {
+    for m in observed
+        .managed()
+        .filter(|m| drifted.contains(m.id.as_str()))
+    {
         groups.entry(&m.group).or_default().push(m);
     }
     let mut batches = Vec::new();
@@ -109,17 +118,25 @@ pub fn plan(app: &FlyApp, observed: &ObservedApp, diff: &AppDiff) -> Result<Roll
         Strategy::Rolling => {
             for machines in groups.values_mut() {
                 machines.sort_by(|a, b| a.id.cmp(&b.id));
-                let (warm, cold): (Vec<&ObservedMachine>, Vec<&ObservedMachine>) =
-                    machines.iter().copied().partition(|m| m.state == MachineState::Started);
+                let (warm, cold): (Vec<&ObservedMachine>, Vec<&ObservedMachine>) = machines
+                    .iter()
+                    .copied()
+                    .partition(|m| m.state == MachineState::Started);
                 let size = batch_size(app.spec.deploy.max_unavailable, warm.len());
                 if let Some((first, rest)) = warm.split_first() {
-                    batches.push(Batch { steps: vec![step(first, true)] });
+                    batches.push(Batch {
+                        steps: vec![step(first, true)],
+                    });
                     for chunk in rest.chunks(size) {
-                        batches.push(Batch { steps: chunk.iter().map(|m| step(m, true)).collect() });
+                        batches.push(Batch {
+                            steps: chunk.iter().map(|m| step(m, true)).collect(),
+                        });
                     }
                 }
                 if !cold.is_empty() {
-                    batches.push(Batch { steps: cold.iter().map(|m| step(m, false)).collect() });
+                    batches.push(Batch {
+                        steps: cold.iter().map(|m| step(m, false)).collect(),
+                    });
                 }
             }
         }
@@ -128,7 +145,10 @@ pub fn plan(app: &FlyApp, observed: &ObservedApp, diff: &AppDiff) -> Result<Roll
                 .values_mut()
                 .flat_map(|ms| {
                     ms.sort_by(|a, b| a.id.cmp(&b.id));
-                    ms.iter().map(|m| MachineStep { wait_healthy: false, ..step(m, false) })
+                    ms.iter().map(|m| MachineStep {
+                        wait_healthy: false,
+                        ..step(m, false)
+                    })
                 })
                 .collect();
             if !steps.is_empty() {
@@ -137,7 +157,12 @@ pub fn plan(app: &FlyApp, observed: &ObservedApp, diff: &AppDiff) -> Result<Roll
         }
         other => return Err(PlanError::StrategyNotImplemented(other)),
     }
-    Ok(RolloutPlan { app: diff.app.clone(), strategy, image: app.spec.image.clone(), batches })
+    Ok(RolloutPlan {
+        app: diff.app.clone(),
+        strategy,
+        image: app.spec.image.clone(),
+        batches,
+    })
 }
 
 fn step(m: &ObservedMachine, warm: bool) -> MachineStep {
@@ -165,7 +190,11 @@ pub struct Watch {
 impl Watch {
     /// A watch starting at `now`.
     pub fn new(now: DateTime<Utc>) -> Self {
-        Self { since: now, critical_since: None, last_seen: None }
+        Self {
+            since: now,
+            critical_since: None,
+            last_seen: None,
+        }
     }
 }
 
@@ -229,10 +258,19 @@ pub enum Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::MachineExited { exit_code, oom_killed } => {
-                write!(f, "machine exited with code {exit_code} (oom_killed: {oom_killed})")
+            Failure::MachineExited {
+                exit_code,
+                oom_killed,
+            } => {
+                write!(
+                    f,
+                    "machine exited with code {exit_code} (oom_killed: {oom_killed})"
+                )
             }
-            Failure::CrashLoop { exit_code, restart_count } => write!(
+            Failure::CrashLoop {
+                exit_code,
+                restart_count,
+            } => write!(
                 f,
                 "the app appears to be crashing: exit code {exit_code}, {restart_count} restarts"
             ),
@@ -245,7 +283,10 @@ impl std::fmt::Display for Failure {
             }
             Failure::MachineFailed => f.write_str("Fly marked the machine failed"),
             Failure::Timeout { waiting_for } => {
-                write!(f, "not healthy within the wait timeout; still waiting for {waiting_for}")
+                write!(
+                    f,
+                    "not healthy within the wait timeout; still waiting for {waiting_for}"
+                )
             }
         }
     }
@@ -267,18 +308,32 @@ pub fn judge(
     let timed_out = elapsed(watch.since, now) >= timeout;
     let Some(m) = seen else {
         let verdict = if timed_out && watch.last_seen.is_none() {
-            Verdict::Blind { reason: "Fly could not be observed during the wait".into() }
+            Verdict::Blind {
+                reason: "Fly could not be observed during the wait".into(),
+            }
         } else if timed_out {
-            Verdict::Blind { reason: "Fly could not be observed at the end of the wait".into() }
+            Verdict::Blind {
+                reason: "Fly could not be observed at the end of the wait".into(),
+            }
         } else {
-            Verdict::Waiting { reason: "Fly could not be observed; retrying".into() }
+            Verdict::Waiting {
+                reason: "Fly could not be observed; retrying".into(),
+            }
         };
         return (watch, verdict);
     };
-    let mut watch = Watch { last_seen: Some(now), ..watch };
+    let mut watch = Watch {
+        last_seen: Some(now),
+        ..watch
+    };
     let waiting = |reason: String, watch: Watch| {
         if timed_out {
-            (watch, Verdict::Failed(Failure::Timeout { waiting_for: reason }))
+            (
+                watch,
+                Verdict::Failed(Failure::Timeout {
+                    waiting_for: reason,
+                }),
+            )
         } else {
             (watch, Verdict::Waiting { reason })
         }
@@ -291,13 +346,17 @@ pub fn judge(
         && !exit.requested_stop
     {
         if exit.restarting && exit.restart_count > 1 && exit.exit_code != 0 {
-            let failure =
-                Failure::CrashLoop { exit_code: exit.exit_code, restart_count: exit.restart_count };
+            let failure = Failure::CrashLoop {
+                exit_code: exit.exit_code,
+                restart_count: exit.restart_count,
+            };
             return (watch, Verdict::Failed(failure));
         }
         if !exit.restarting && matches!(m.state, MachineState::Stopped | MachineState::Failed) {
-            let failure =
-                Failure::MachineExited { exit_code: exit.exit_code, oom_killed: exit.oom_killed };
+            let failure = Failure::MachineExited {
+                exit_code: exit.exit_code,
+                oom_killed: exit.oom_killed,
+            };
             return (watch, Verdict::Failed(failure));
         }
     }
@@ -332,9 +391,15 @@ pub fn judge(
             .collect::<Vec<_>>()
             .join("; ");
         let checks = critical.into_iter().map(str::to_owned).collect();
-        return (watch, Verdict::Failed(Failure::ChecksCritical { checks, output }));
+        return (
+            watch,
+            Verdict::Failed(Failure::ChecksCritical { checks, output }),
+        );
     }
-    waiting(format!("critical checks to recover: {}", critical.join(", ")), watch)
+    waiting(
+        format!("critical checks to recover: {}", critical.join(", ")),
+        watch,
+    )
 }
 
 fn elapsed(from: DateTime<Utc>, to: DateTime<Utc>) -> Duration {
@@ -363,7 +428,10 @@ pub fn rollback_plan(touched: &[MachineStep], already_rolled_back: bool) -> Opti
     let first = touched.first()?;
     Some(RollbackPlan {
         image: first.from_image.clone(),
-        machines: touched.iter().map(|s| (s.machine.clone(), s.from_image.clone())).collect(),
+        machines: touched
+            .iter()
+            .map(|s| (s.machine.clone(), s.from_image.clone()))
+            .collect(),
     })
 }
 

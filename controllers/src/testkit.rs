@@ -52,10 +52,14 @@ pub fn machine(id: &str) -> ObservedMachine {
         version: format!("v-{id}"),
         release_version: Some(109),
         managed: true,
-        env: [("PORT", "8080"), ("FLY_PROCESS_GROUP", "app"), ("PRIMARY_REGION", "iad")]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.to_owned()))
-            .collect(),
+        env: [
+            ("PORT", "8080"),
+            ("FLY_PROCESS_GROUP", "app"),
+            ("PRIMARY_REGION", "iad"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect(),
         guest: GuestSize::from_preset("shared-cpu-1x", Some(1024)),
         checks: vec![CheckResult {
             name: "servicecheck-00-tcp-8080".into(),
@@ -70,5 +74,9 @@ pub fn machine(id: &str) -> ObservedMachine {
 }
 
 pub fn observed(machines: Vec<ObservedMachine>) -> ObservedApp {
-    ObservedApp { name: "lowendinsight".into(), machines, releases: vec![] }
+    ObservedApp {
+        name: "lowendinsight".into(),
+        machines,
+        releases: vec![],
+    }
 }

@@ -110,20 +110,36 @@ pub struct MachineConfig {
     pub image: String,
     /// Environment; Fly adds `FLY_PROCESS_GROUP` and `PRIMARY_REGION` itself. `null` on the
     /// wire reads as empty.
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub env: BTreeMap<String, String>,
     /// Metadata (`fly_process_group`, `fly_release_version`, …); see the `META_*` constants.
     /// `null` on the wire reads as empty.
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub metadata: BTreeMap<String, String>,
     /// CPU and memory.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guest: Option<Guest>,
     /// Services (ports, service checks).
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub services: Vec<Value>,
     /// Top-level checks by name.
-    #[serde(default, deserialize_with = "null_as_default", skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_as_default",
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
     pub checks: BTreeMap<String, Value>,
     /// Fields this crate does not model, kept verbatim.
     #[serde(flatten)]
@@ -475,7 +491,10 @@ mod tests {
     use super::*;
 
     fn example(name: &str) -> String {
-        let path = format!("{}/../shared/fly-api/examples/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/../shared/fly-api/examples/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {path}: {e}"))
     }
 
@@ -484,7 +503,10 @@ mod tests {
         let m: Machine = serde_json::from_str(&example("machines_create_resp.json")).unwrap();
         assert_eq!(m.instance_id, "01HEPA330HZ37A78TK080NAK1M");
         let cfg = m.config.clone().unwrap();
-        assert!(cfg.extra.contains_key("init"), "unmodelled `init` must survive");
+        assert!(
+            cfg.extra.contains_key("init"),
+            "unmodelled `init` must survive"
+        );
         assert_eq!(cfg.extra["auto_destroy"], Value::Bool(true));
         let back = serde_json::to_value(&m).unwrap();
         assert_eq!(back["config"]["init"]["exec"][0], "/bin/sleep");

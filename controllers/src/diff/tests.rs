@@ -5,12 +5,18 @@ use crate::observed::MachineState;
 use crate::testkit::{NEW, OLD, app, machine, observed};
 
 fn in_sync(id: &str) -> ObservedMachine {
-    ObservedMachine { image: NEW.into(), ..machine(id) }
+    ObservedMachine {
+        image: NEW.into(),
+        ..machine(id)
+    }
 }
 
 #[test]
 fn no_drift_when_nothing_changed() {
-    let d = diff(&app(2, json!({})), &observed(vec![in_sync("m1"), in_sync("m2")]));
+    let d = diff(
+        &app(2, json!({})),
+        &observed(vec![in_sync("m1"), in_sync("m2")]),
+    );
     assert!(d.is_empty(), "{d:?}");
 }
 
@@ -26,24 +32,35 @@ fn platform_env_and_metadata_are_not_drift() {
 
 #[test]
 fn image_drift_on_every_machine() {
-    let d = diff(&app(2, json!({})), &observed(vec![machine("m2"), machine("m1")]));
+    let d = diff(
+        &app(2, json!({})),
+        &observed(vec![machine("m2"), machine("m1")]),
+    );
     let images: Vec<_> = d
         .changes
         .iter()
         .map(|c| match c {
-            Change::Image { machine, from, to, .. } => (machine.as_str(), from.as_str(), to.as_str()),
+            Change::Image {
+                machine, from, to, ..
+            } => (machine.as_str(), from.as_str(), to.as_str()),
             other => panic!("unexpected {other:?}"),
         })
         .collect();
     assert_eq!(images, vec![("m1", OLD, NEW), ("m2", OLD, NEW)]);
-    assert_eq!(d.machines_to_update().into_iter().collect::<Vec<_>>(), vec!["m1", "m2"]);
+    assert_eq!(
+        d.machines_to_update().into_iter().collect::<Vec<_>>(),
+        vec!["m1", "m2"]
+    );
 }
 
 #[test]
 fn env_changes_both_ways() {
     let mut m = in_sync("m1");
     m.env.insert("OLD_FLAG".into(), "1".into());
-    let d = diff(&app(1, json!({"env": {"PORT": "9090"}})), &observed(vec![m]));
+    let d = diff(
+        &app(1, json!({"env": {"PORT": "9090"}})),
+        &observed(vec![m]),
+    );
     assert_eq!(
         d.changes,
         vec![
@@ -80,14 +97,26 @@ fn count_and_undeclared_groups_are_reported() {
         group: "worker".into(),
         machines: vec!["m9".into()]
     }));
-    assert!(d.machines_to_update().is_empty(), "count drift updates no machine config");
+    assert!(
+        d.machines_to_update().is_empty(),
+        "count drift updates no machine config"
+    );
 }
 
 #[test]
 fn unmanaged_and_destroyed_machines_are_ignored() {
-    let unmanaged = ObservedMachine { managed: false, ..machine("m8") };
-    let destroyed = ObservedMachine { state: MachineState::Destroyed, ..machine("m7") };
-    let d = diff(&app(1, json!({})), &observed(vec![in_sync("m1"), unmanaged, destroyed]));
+    let unmanaged = ObservedMachine {
+        managed: false,
+        ..machine("m8")
+    };
+    let destroyed = ObservedMachine {
+        state: MachineState::Destroyed,
+        ..machine("m7")
+    };
+    let d = diff(
+        &app(1, json!({})),
+        &observed(vec![in_sync("m1"), unmanaged, destroyed]),
+    );
     assert!(d.is_empty(), "{d:?}");
 }
 
@@ -103,6 +132,9 @@ fn size_drift() {
 fn diff_of_identical_state_is_empty_for_any_machine_count() {
     for n in 0..6u32 {
         let machines = (0..n).map(|i| in_sync(&format!("m{i}"))).collect();
-        assert!(diff(&app(n, json!({})), &observed(machines)).is_empty(), "n={n}");
+        assert!(
+            diff(&app(n, json!({})), &observed(machines)).is_empty(),
+            "n={n}"
+        );
     }
 }

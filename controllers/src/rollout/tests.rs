@@ -7,7 +7,10 @@ use crate::observed::{CheckResult, ExitInfo};
 use crate::testkit::{NEW, OLD, app, machine, observed, t0};
 
 fn ids(plan: &RolloutPlan) -> Vec<Vec<&str>> {
-    plan.batches.iter().map(|b| b.steps.iter().map(|s| s.machine.as_str()).collect()).collect()
+    plan.batches
+        .iter()
+        .map(|b| b.steps.iter().map(|s| s.machine.as_str()).collect())
+        .collect()
 }
 
 fn plan_for(n: usize, extra: serde_json::Value) -> RolloutPlan {
@@ -19,8 +22,14 @@ fn plan_for(n: usize, extra: serde_json::Value) -> RolloutPlan {
 #[test]
 fn rolling_updates_first_machine_alone_then_max_unavailable() {
     let p = plan_for(5, json!({"deploy": {"maxUnavailable": 2}}));
-    assert_eq!(ids(&p), vec![vec!["m0"], vec!["m1", "m2"], vec!["m3", "m4"]]);
-    assert!(p.steps().all(|s| s.wait_healthy && !s.skip_launch && s.from_image == OLD));
+    assert_eq!(
+        ids(&p),
+        vec![vec!["m0"], vec!["m1", "m2"], vec!["m3", "m4"]]
+    );
+    assert!(
+        p.steps()
+            .all(|s| s.wait_healthy && !s.skip_launch && s.from_image == OLD)
+    );
     assert_eq!(p.image, NEW);
 }
 
@@ -42,7 +51,10 @@ fn lowendinsight_two_machines_one_at_a_time() {
 #[test]
 fn stopped_machines_go_last_and_stay_stopped() {
     let a = app(3, json!({}));
-    let stopped = ObservedMachine { state: MachineState::Stopped, ..machine("m0") };
+    let stopped = ObservedMachine {
+        state: MachineState::Stopped,
+        ..machine("m0")
+    };
     let o = observed(vec![stopped, machine("m1"), machine("m2")]);
     let p = plan(&a, &o, &diff(&a, &o)).unwrap();
     assert_eq!(ids(&p), vec![vec!["m1"], vec!["m2"], vec!["m0"]]);
@@ -84,7 +96,11 @@ fn deploy() -> DeploySpec {
 }
 
 fn updated(id: &str) -> ObservedMachine {
-    ObservedMachine { image: NEW.into(), version: "new".into(), ..machine(id) }
+    ObservedMachine {
+        image: NEW.into(),
+        version: "new".into(),
+        ..machine(id)
+    }
 }
 
 fn at(secs: i64) -> chrono::DateTime<Utc> {
@@ -94,9 +110,18 @@ fn at(secs: i64) -> chrono::DateTime<Utc> {
 #[test]
 fn healthy_needs_at_least_one_check_and_all_passing() {
     let w = Watch::new(t0());
-    let no_checks = ObservedMachine { checks: vec![], ..updated("m1") };
-    assert!(matches!(judge(w, Some(&no_checks), "new", &deploy(), at(1)).1, Verdict::Waiting { .. }));
-    assert_eq!(judge(w, Some(&updated("m1")), "new", &deploy(), at(1)).1, Verdict::Healthy);
+    let no_checks = ObservedMachine {
+        checks: vec![],
+        ..updated("m1")
+    };
+    assert!(matches!(
+        judge(w, Some(&no_checks), "new", &deploy(), at(1)).1,
+        Verdict::Waiting { .. }
+    ));
+    assert_eq!(
+        judge(w, Some(&updated("m1")), "new", &deploy(), at(1)).1,
+        Verdict::Healthy
+    );
     let old_version = machine("m1");
     assert!(matches!(
         judge(w, Some(&old_version), "new", &deploy(), at(1)).1,
@@ -138,11 +163,23 @@ fn exited_machine_fails_at_once_not_at_timeout() {
         at: at(8),
     });
     let (_, v) = judge(Watch::new(t0()), Some(&m), "new", &deploy(), at(9));
-    assert_eq!(v, Verdict::Failed(Failure::MachineExited { exit_code: 1, oom_killed: false }));
+    assert_eq!(
+        v,
+        Verdict::Failed(Failure::MachineExited {
+            exit_code: 1,
+            oom_killed: false
+        })
+    );
     // Exit code 0 that nobody asked for is also an exit, not success.
     m.last_exit.as_mut().unwrap().exit_code = 0;
     let (_, v) = judge(Watch::new(t0()), Some(&m), "new", &deploy(), at(9));
-    assert_eq!(v, Verdict::Failed(Failure::MachineExited { exit_code: 0, oom_killed: false }));
+    assert_eq!(
+        v,
+        Verdict::Failed(Failure::MachineExited {
+            exit_code: 0,
+            oom_killed: false
+        })
+    );
 }
 
 #[test]
@@ -157,7 +194,13 @@ fn crash_loop_is_detected() {
         at: at(3),
     });
     let (_, v) = judge(Watch::new(t0()), Some(&m), "new", &deploy(), at(4));
-    assert_eq!(v, Verdict::Failed(Failure::CrashLoop { exit_code: 1, restart_count: 2 }));
+    assert_eq!(
+        v,
+        Verdict::Failed(Failure::CrashLoop {
+            exit_code: 1,
+            restart_count: 2
+        })
+    );
 }
 
 #[test]
@@ -171,21 +214,33 @@ fn an_exit_before_the_update_does_not_count() {
         restart_count: 0,
         at: at(-60),
     });
-    assert_eq!(judge(Watch::new(t0()), Some(&m), "new", &deploy(), at(1)).1, Verdict::Healthy);
+    assert_eq!(
+        judge(Watch::new(t0()), Some(&m), "new", &deploy(), at(1)).1,
+        Verdict::Healthy
+    );
 }
 
 #[test]
 fn timeout_fails_with_what_was_awaited() {
-    let m = ObservedMachine { checks: vec![], ..updated("m1") };
+    let m = ObservedMachine {
+        checks: vec![],
+        ..updated("m1")
+    };
     let (_, v) = judge(Watch::new(t0()), Some(&m), "new", &deploy(), at(301));
-    assert!(matches!(v, Verdict::Failed(Failure::Timeout { .. })), "{v:?}");
+    assert!(
+        matches!(v, Verdict::Failed(Failure::Timeout { .. })),
+        "{v:?}"
+    );
 }
 
 #[test]
 fn unseen_machine_is_never_a_failure() {
     for secs in [1, 100, 299, 300, 10_000] {
         let (_, v) = judge(Watch::new(t0()), None, "new", &deploy(), at(secs));
-        assert!(!matches!(v, Verdict::Failed(_) | Verdict::Healthy), "{secs}s: {v:?}");
+        assert!(
+            !matches!(v, Verdict::Failed(_) | Verdict::Healthy),
+            "{secs}s: {v:?}"
+        );
     }
     let (_, v) = judge(Watch::new(t0()), None, "new", &deploy(), at(301));
     assert!(matches!(v, Verdict::Blind { .. }));

@@ -1,0 +1,555 @@
+//! Loading manifests: a directory of YAML files (recursively, `*.yaml`/`*.yml`, multi-document
+//! files allowed) into a [`ManifestSet`], strictly (DESIGN.md §3). Start with [`load_dir`].
+//!
+//! Loading runs every check on every document of every file and reports every problem, each as
+//! a [`Diagnostic`] with file, line, column, field path, what was expected and how to fix it.
+//! A set with any error is rejected whole ([`LoadError`]); warnings travel apart. Nothing here
+//! decides anything about Fly: the typed set goes to `opsctl-controllers`.
+//!
+//! The passes, each in its own module:
+//! 1. `tree`: text → position-carrying YAML nodes; tabs, syntax errors, duplicate keys
+//!    (`path` names and finds fields in that tree).
+//! 2. envelope (here): `apiVersion`, `kind`, `metadata`, `spec`; dispatch on `kind`.
+//! 3. `de`: nodes → typed spec, going on after a mistake ("quote it", wrong types, unknown
+//!    fields), with the values' own positions.
+//! 4. `validate`: rules beyond types, per manifest; then (here) rules across manifests.
+//!
+//! Deliberately not done: `flyToml` is not followed (the import copies fly.toml into the
+//! manifest instead, `crate::import`), and hidden files and directories (`.git`, `.opsctl`)
+//! are skipped.
+
+mod de;
+mod path;
+mod scalar;
+mod spelling;
+mod tree;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::fmt;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::API_VERSION;
+use crate::flyapp::FlyAppSpec;
+use de::{Ctx, NodeDe};
+use path::FieldPath;
+use tree::{Document, Node, Pos, Value};
+
+/// `metadata` of any manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Metadata {
+    /// Unique per kind within a manifest set.
+    pub name: String,
+    /// Free-form labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// Free-form annotations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A loaded `FlyApp` manifest and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FlyApp {
+    /// `metadata`.
+    pub metadata: Metadata,
+    /// `spec`.
+    pub spec: FlyAppSpec,
+    /// File it was read from.
+    pub file: PathBuf,
+}
+
+impl FlyApp {
+    /// The Fly app name (`spec.app`, else `metadata.name`).
+    pub fn app_name(&self) -> &str {
+        self.spec.app_name(&self.metadata.name)
+    }
+}
+
+/// A valid, complete manifest set.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ManifestSet {
+    /// `FlyApp` manifests, sorted by app name.
+    pub apps: Vec<FlyApp>,
+    /// Problems that did not make the set invalid.
+    pub warnings: Vec<Diagnostic>,
+}
+
+/// One located problem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Diagnostic {
+    /// File, as given to the loader.
+    pub file: PathBuf,
+    /// 1-based line; 0 when the problem concerns the whole file.
+    pub line: usize,
+    /// 1-based column; 0 when unknown.
+    pub column: usize,
+    /// Field path, e.g. `spec.deploy.maxUnavailable`, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    /// What is wrong.
+    pub message: String,
+    /// How to fix it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+}
+
+/// The set was rejected whole; every problem found is listed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{} error(s) in manifests", diagnostics.len())]
+pub struct LoadError {
+    /// Every error, in file then line order.
+    pub diagnostics: Vec<Diagnostic>,
+    /// Warnings found along the way.
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl fmt::Display for Diagnostic {
+    /// `file:line:column: field: message`, then `  help: …` on its own line when there is help.
+    /// Line and column are left out when unknown (0).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if self.line > 0 {
+            write!(f, ":{}", self.line)?;
+            if self.column > 0 {
+                write!(f, ":{}", self.column)?;
+            }
+        }
+        write!(f, ": ")?;
+        if let Some(field) = &self.field {
+            write!(f, "{field}: ")?;
+        }
+        write!(f, "{}", self.message)?;
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every kind DESIGN.md §3 defines. Only `FlyApp` is read yet; the others are recognised so
+/// that their manifests get "not supported yet" rather than "unknown kind".
+pub const KNOWN_KINDS: &[&str] = &[
+    "FlyApp",
+    "HealthSLO",
+    "CertWindow",
+    "GovernancePolicy",
+    "MaintenanceSchedule",
+    "Runbook",
+    "AlertRoute",
+];
+
+/// The top-level keys of every manifest.
+const ENVELOPE: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
+
+/// Load every manifest under `dir`: every `*.yaml` and `*.yml` file, recursively, in sorted
+/// path order, skipping hidden files and directories (name starting with `.`) and not
+/// following symbolic links to directories. `dir` may also be a single file.
+///
+/// Diagnostics name files as `dir` joined with the path below it. An empty directory is a
+/// valid, empty set, with a warning.
+///
+/// # Errors
+/// [`LoadError`] listing every problem in every file (unreadable files included), sorted by
+/// file, line and column; nothing is returned half-parsed.
+///
+/// # Example
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = std::env::temp_dir().join(format!("opsctl-crds-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// std::fs::write(dir.join("web.yaml"), "\
+/// apiVersion: opsctl.dev/v1alpha1
+/// kind: FlyApp
+/// metadata: {name: web}
+/// spec:
+///   image: registry.fly.io/web:v1
+///   processGroups: {app: {regions: {iad: 1}}}
+///   checks: {alive: {type: tcp, port: 8080}}
+/// ")?;
+/// let set = opsctl_crds::load_dir(&dir)?;
+/// assert_eq!(set.apps[0].app_name(), "web");
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(())
+/// # }
+/// ```
+pub fn load_dir(dir: &Path) -> Result<ManifestSet, LoadError> {
+    let mut loader = Loader::default();
+    let mut files = Vec::new();
+    if dir.is_file() {
+        files.push(dir.to_path_buf());
+    } else {
+        collect_files(dir, &mut files, &mut loader.errors);
+    }
+    files.sort();
+    if files.is_empty() && loader.errors.is_empty() {
+        loader.warnings.push(Diagnostic {
+            file: dir.to_path_buf(),
+            line: 0,
+            column: 0,
+            field: None,
+            message: "no manifests (*.yaml, *.yml) found".to_owned(),
+            help: None,
+        });
+    }
+    for file in files {
+        match fs::read(&file).map(String::from_utf8) {
+            Ok(Ok(text)) => loader.add_text(&file, &text),
+            Ok(Err(_)) => loader
+                .errors
+                .push(file_problem(&file, "the file is not UTF-8 text".to_owned())),
+            Err(e) => loader
+                .errors
+                .push(file_problem(&file, format!("cannot read the file: {e}"))),
+        }
+    }
+    loader.finish()
+}
+
+/// Load manifests from one YAML text named `file` (the name is used in diagnostics only).
+///
+/// # Errors
+/// As [`load_dir`].
+pub fn load_str(file: &Path, text: &str) -> Result<ManifestSet, LoadError> {
+    let mut loader = Loader::default();
+    loader.add_text(file, text);
+    loader.finish()
+}
+
+fn file_problem(file: &Path, message: String) -> Diagnostic {
+    Diagnostic {
+        file: file.to_path_buf(),
+        line: 0,
+        column: 0,
+        field: None,
+        message,
+        help: None,
+    }
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<Diagnostic>) {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            errors.push(file_problem(dir, format!("cannot read the directory: {e}")));
+            return;
+        }
+    };
+    for entry in entries {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                errors.push(file_problem(dir, format!("cannot read the directory: {e}")));
+                continue;
+            }
+        };
+        let path = entry.path();
+        if entry.file_name().to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
+        if file_type.is_dir() {
+            collect_files(&path, out, errors);
+        } else if (file_type.is_file() || (file_type.is_symlink() && path.is_file()))
+            && path
+                .extension()
+                .is_some_and(|ext| ext == "yaml" || ext == "yml")
+        {
+            out.push(path);
+        }
+    }
+}
+
+/// A `FlyApp` read without errors, and where its names were written (for cross-manifest rules).
+struct Loaded {
+    app: FlyApp,
+    name_pos: Pos,
+    app_name_pos: Pos,
+}
+
+#[derive(Default)]
+struct Loader {
+    errors: Vec<Diagnostic>,
+    warnings: Vec<Diagnostic>,
+    apps: Vec<Loaded>,
+}
+
+impl Loader {
+    fn add_text(&mut self, file: &Path, text: &str) {
+        let parsed = tree::parse(file, text);
+        self.errors.extend(parsed.errors);
+        for doc in &parsed.documents {
+            self.document(file, doc);
+        }
+    }
+
+    fn error(
+        &mut self,
+        file: &Path,
+        pos: Pos,
+        field: Option<&str>,
+        message: String,
+        help: Option<String>,
+    ) {
+        self.errors.push(Diagnostic {
+            file: file.to_path_buf(),
+            line: pos.line,
+            column: pos.column,
+            field: field.map(str::to_owned),
+            message,
+            help,
+        });
+    }
+
+    /// One document: the envelope, then the kind's own reading and rules.
+    fn document(&mut self, file: &Path, doc: &Document) {
+        let root = &doc.root;
+        let Value::Map(entries) = &root.value else {
+            self.error(
+                file,
+                root.pos,
+                None,
+                format!("a manifest must be a mapping with apiVersion, kind, metadata and spec, found {}", root.describe()),
+                None,
+            );
+            return;
+        };
+        for entry in entries {
+            if let Some((key, _)) = entry.key.scalar()
+                && !ENVELOPE.contains(&key)
+            {
+                let help = spelling::suggest(key, ENVELOPE).map(|s| format!("did you mean `{s}`?"));
+                self.error(
+                        file,
+                        entry.key.pos,
+                        Some(key),
+                        format!("unknown field `{key}`; a manifest has only `apiVersion`, `kind`, `metadata` and `spec`"),
+                        help,
+                    );
+            }
+        }
+        let missing = |name: &str| {
+            format!(
+                "missing field `{name}`: every manifest has apiVersion, kind, metadata and spec"
+            )
+        };
+
+        match root.get("apiVersion") {
+            None => self.error(
+                file,
+                root.pos,
+                Some("apiVersion"),
+                missing("apiVersion"),
+                Some(format!("add apiVersion: {API_VERSION}")),
+            ),
+            Some(e) => match e.value.scalar() {
+                Some((API_VERSION, _)) => {}
+                _ => self.error(
+                    file,
+                    e.value.pos,
+                    Some("apiVersion"),
+                    format!(
+                        "unsupported apiVersion {}: expected `{API_VERSION}`",
+                        e.value.describe()
+                    ),
+                    None,
+                ),
+            },
+        }
+
+        let metadata = match root.get("metadata") {
+            None => {
+                self.error(
+                    file,
+                    root.pos,
+                    Some("metadata"),
+                    missing("metadata"),
+                    Some("add metadata: {name: NAME}".to_owned()),
+                );
+                None
+            }
+            Some(e) => self.read::<Metadata>(file, &e.value, "metadata", validate::metadata, root),
+        };
+
+        let Some(spec) = root.get("spec") else {
+            self.error(file, root.pos, Some("spec"), missing("spec"), None);
+            return;
+        };
+        let Some(kind) = root.get("kind") else {
+            self.error(
+                file,
+                root.pos,
+                Some("kind"),
+                missing("kind"),
+                Some(format!("one of {}", KNOWN_KINDS.join(", "))),
+            );
+            return;
+        };
+        let kind_pos = kind.value.pos;
+        let Some((kind, _)) = kind.value.scalar() else {
+            self.error(
+                file,
+                kind_pos,
+                Some("kind"),
+                format!("expected a kind name, found {}", kind.value.describe()),
+                None,
+            );
+            return;
+        };
+        match kind {
+            "FlyApp" => {
+                let spec = self.read::<FlyAppSpec>(file, &spec.value, "spec", |_, _| {}, root);
+                if let (Some(metadata), Some(spec)) = (metadata, spec) {
+                    let mut checker = validate::Checker::new(file, root);
+                    validate::flyapp(&mut checker, &metadata, &spec);
+                    self.warnings.extend(checker.warnings);
+                    if !checker.errors.is_empty() {
+                        self.errors.extend(checker.errors);
+                        return;
+                    }
+                    let name_pos = path::locate(root, &FieldPath::default().key("metadata").key("name")).0.pos;
+                    let app_name_pos = match root.get("spec").and_then(|s| s.value.get("app")) {
+                        Some(e) => e.value.pos,
+                        None => name_pos,
+                    };
+                    self.apps.push(Loaded {
+                        app: FlyApp { metadata, spec, file: file.to_path_buf() },
+                        name_pos,
+                        app_name_pos,
+                    });
+                }
+            }
+            "HealthSLO" | "CertWindow" | "GovernancePolicy" | "MaintenanceSchedule" | "Runbook"
+            | "AlertRoute" => self.error(
+                file,
+                kind_pos,
+                Some("kind"),
+                format!("kind `{kind}` is not supported yet: this version of opsctl reads FlyApp manifests only"),
+                Some("move this manifest out of the manifest directory until a later opsctl supports it".to_owned()),
+            ),
+            other => {
+                let help = spelling::suggest(other, KNOWN_KINDS).map(|s| format!("did you mean `{s}`?"));
+                self.error(
+                    file,
+                    kind_pos,
+                    Some("kind"),
+                    format!("unknown kind `{other}`: known kinds are {}", KNOWN_KINDS.join(", ")),
+                    help,
+                );
+            }
+        }
+    }
+
+    /// Read `node` as a `T` at field `name`, then run `rules` on it when it was read cleanly.
+    /// Every problem goes to `self.errors`; `None` unless `T` was read without any.
+    fn read<T: serde::de::DeserializeOwned>(
+        &mut self,
+        file: &Path,
+        node: &Node,
+        name: &str,
+        rules: impl FnOnce(&mut validate::Checker<'_>, &T),
+        root: &Node,
+    ) -> Option<T> {
+        let ctx = Ctx::new(file);
+        let result = T::deserialize(NodeDe::new(node, FieldPath::default().key(name), &ctx));
+        let mut errors = ctx.errors.into_inner();
+        let value = match result {
+            Ok(value) => Some(value),
+            Err(e) => {
+                errors.push(e.into_diagnostic(file));
+                None
+            }
+        };
+        if !errors.is_empty() {
+            self.errors.extend(errors);
+            return None;
+        }
+        let value = value?;
+        let mut checker = validate::Checker::new(file, root);
+        rules(&mut checker, &value);
+        self.warnings.extend(checker.warnings);
+        if checker.errors.is_empty() {
+            Some(value)
+        } else {
+            self.errors.extend(checker.errors);
+            None
+        }
+    }
+
+    /// Rules across manifests, then the verdict.
+    fn finish(mut self) -> Result<ManifestSet, LoadError> {
+        let mut by_name: HashMap<&str, &Loaded> = HashMap::new();
+        let mut by_app: HashMap<&str, &Loaded> = HashMap::new();
+        let mut duplicates = Vec::new();
+        for loaded in &self.apps {
+            let name = loaded.app.metadata.name.as_str();
+            if let Some(first) = by_name.get(name) {
+                duplicates.push(Diagnostic {
+                    file: loaded.app.file.clone(),
+                    line: loaded.name_pos.line,
+                    column: loaded.name_pos.column,
+                    field: Some("metadata.name".to_owned()),
+                    message: format!(
+                        "duplicate FlyApp `{name}`: already defined at {}:{}:{}",
+                        first.app.file.display(),
+                        first.name_pos.line,
+                        first.name_pos.column
+                    ),
+                    help: Some("names are unique per kind; rename or remove one".to_owned()),
+                });
+            } else {
+                by_name.insert(name, loaded);
+            }
+            let app = loaded.app.app_name();
+            if let Some(first) = by_app.get(app) {
+                if first.app.metadata.name != loaded.app.metadata.name {
+                    duplicates.push(Diagnostic {
+                        file: loaded.app.file.clone(),
+                        line: loaded.app_name_pos.line,
+                        column: loaded.app_name_pos.column,
+                        field: Some(if loaded.app.spec.app.is_some() { "spec.app" } else { "metadata.name" }.to_owned()),
+                        message: format!(
+                            "Fly app `{app}` is also managed by FlyApp `{}` at {}:{}:{}: two manifests would fight over one app",
+                            first.app.metadata.name,
+                            first.app.file.display(),
+                            first.app_name_pos.line,
+                            first.app_name_pos.column
+                        ),
+                        help: None,
+                    });
+                }
+            } else {
+                by_app.insert(app, loaded);
+            }
+        }
+        self.errors.extend(duplicates);
+
+        let order = |a: &Diagnostic, b: &Diagnostic| {
+            (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column))
+        };
+        self.errors.sort_by(order);
+        self.warnings.sort_by(order);
+        if !self.errors.is_empty() {
+            return Err(LoadError {
+                diagnostics: self.errors,
+                warnings: self.warnings,
+            });
+        }
+        let mut apps: Vec<FlyApp> = self.apps.into_iter().map(|l| l.app).collect();
+        apps.sort_by(|a, b| (a.app_name(), &a.file).cmp(&(b.app_name(), &b.file)));
+        Ok(ManifestSet {
+            apps,
+            warnings: self.warnings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,167 @@
+//! `opsctl demo`: the scripted end-to-end run on the embedded simulator (DESIGN.md §8).
+//!
+//! LowEndInsight starts on release v109 (image `…:deployment-OLD`, two machines in `iad`).
+//! The demo loads the shipped manifest (image `…:deployment-NEW`), shows the drift, rolls it
+//! out, shows the diff clean, then "commits" a bad image (`…:deployment-BAD`, whose checks
+//! fail): the rollout stops at the first machine and rolls it back as a new release, and a
+//! second automatic attempt of the same bad image is refused. Each step checks what it expects
+//! and the demo exits 0 only when every step behaved.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use opsctl_controllers::diff::{Change, diff};
+use opsctl_crds::{DurationStr, load_str};
+
+use super::Global;
+use super::output::print_text;
+use crate::fly::observe::observe_app;
+use crate::records::{DeployStatus, RecordStore, Trigger};
+use crate::runtime::clock::SystemClock;
+use crate::runtime::deploy::{Deployer, Outcome};
+use crate::sim;
+
+/// The manifest the demo deploys: the one this repository ships.
+const MANIFEST: &str = include_str!("../../manifests/lowendinsight.yaml");
+
+/// Arguments of `demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {}
+
+pub async fn exec(_args: DemoArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    let handle = sim::serve(
+        sim::scenario::Scenario::lowendinsight_default(),
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .await
+    .context("starting the embedded Fly simulator")?;
+    let client = crate::fly::FlyClient::new(
+        crate::fly::Endpoints::origin(&handle.base_url()),
+        crate::secret::Secret::new("demo-token"),
+    )?;
+    let state = global.state.join("demo");
+    if state.exists() {
+        std::fs::remove_dir_all(&state).with_context(|| format!("clearing {}", state.display()))?;
+    }
+    let store = Arc::new(RecordStore::open_write(&state)?);
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let deployer = Deployer {
+        client: client.clone(),
+        store: store.clone(),
+        clock: Arc::new(SystemClock),
+        poll: Duration::from_millis(200),
+        stop,
+    };
+    let set = load_str("manifests/lowendinsight.yaml".as_ref(), MANIFEST)
+        .map_err(|e| anyhow::anyhow!("the shipped manifest is invalid: {:?}", e.diagnostics))?;
+    let Some(mut good) = set.apps.into_iter().next() else {
+        bail!("the shipped manifest has no FlyApp")
+    };
+    // Fly reports a failing check as critical after its grace period; the shipped manifest
+    // waits 30s before calling that a failure. The demo shortens it to stay quick.
+    good.spec.deploy.fail_after = DurationStr::from_secs(3);
+    let mut bad = good.clone();
+    bad.spec.image = good.spec.image.replace("deployment-NEW", "deployment-BAD");
+
+    let mut demo = Demo {
+        passed: 0,
+        failed: 0,
+    };
+    say(&format!(
+        "Fly simulator on {} — LowEndInsight runs release v109 (deployment-OLD) on 2 machines in iad\n",
+        handle.base_url()
+    ))?;
+
+    let observed = observe_app(&client, good.app_name()).await?;
+    let d = diff(&good, &observed);
+    say(&super::diff::render(&d))?;
+    let images = d.changes.iter().filter(|c| matches!(c, Change::Image { from, to, .. } if from.ends_with("deployment-OLD") && to.ends_with("deployment-NEW"))).count();
+    demo.check("1. diff shows image OLD → NEW on 2 machines", images == 2)?;
+
+    let outcome = deployer.deploy(&good, Trigger::Demo, None).await?;
+    report(&outcome)?;
+    demo.check("2. rolling deploy of NEW succeeds as release v110", matches!(&outcome, Outcome::Deployed(r) if r.status == DeployStatus::Succeeded && r.release.as_ref().is_some_and(|r| r.version == 110)))?;
+
+    let d = diff(&good, &observe_app(&client, good.app_name()).await?);
+    say(&super::diff::render(&d))?;
+    demo.check("3. diff is clean after the rollout", d.is_empty())?;
+
+    say("A commit sets the image to deployment-BAD, whose checks fail…\n")?;
+    let outcome = deployer.deploy(&bad, Trigger::Demo, None).await?;
+    report(&outcome)?;
+    let rolled_back = matches!(&outcome, Outcome::Deployed(r) if r.status == DeployStatus::RolledBack
+        && r.rollback.as_ref().is_some_and(|rb| rb.machines.len() == 1 && rb.image == good.spec.image));
+    demo.check(
+        "4. BAD fails health on the first machine and is rolled back as a new release",
+        rolled_back,
+    )?;
+
+    let on_new = observe_app(&client, good.app_name())
+        .await?
+        .machines
+        .iter()
+        .all(|m| m.image == good.spec.image);
+    demo.check("5. every machine runs NEW again", on_new)?;
+
+    let again = deployer.deploy(&bad, Trigger::Demo, None).await?;
+    report(&again)?;
+    demo.check(
+        "6. the bad image is not deployed a second time automatically",
+        matches!(again, Outcome::Blocked { .. }),
+    )?;
+
+    let d = diff(&good, &observe_app(&client, good.app_name()).await?);
+    demo.check(
+        "7. with the manifest back on NEW, the diff ends clean",
+        d.is_empty(),
+    )?;
+
+    let history = store.deploys(None)?;
+    say(&format!("\nDeploy records in {}:\n", state.display()))?;
+    for r in history.iter().rev() {
+        say(&format!("  {}\n", super::apply::summary(r)))?;
+    }
+    say("(incident records and postmortems arrive with the incident pipeline, issue #7)\n")?;
+    handle.shutdown().await;
+    say(&format!(
+        "\n{} passed, {} failed\n",
+        demo.passed, demo.failed
+    ))?;
+    Ok(if demo.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+struct Demo {
+    passed: u32,
+    failed: u32,
+}
+
+impl Demo {
+    fn check(&mut self, what: &str, ok: bool) -> anyhow::Result<()> {
+        if ok {
+            self.passed += 1;
+            say(&format!("✓ {what}\n"))
+        } else {
+            self.failed += 1;
+            say(&format!("✗ {what}\n"))
+        }
+    }
+}
+
+fn say(text: &str) -> anyhow::Result<()> {
+    print_text(text)
+}
+
+fn report(outcome: &Outcome) -> anyhow::Result<()> {
+    match outcome {
+        Outcome::Deployed(r) => say(&format!("  {}\n", super::apply::summary(r))),
+        Outcome::Blocked { reason } => say(&format!("  blocked: {reason}\n")),
+        Outcome::NothingToDo(_) => say("  nothing to do\n"),
+    }
+}

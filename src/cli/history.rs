@@ -1,0 +1,71 @@
+//! `opsctl history [APP]`: deploy records, newest first.
+//!
+//! JSON: `{"kind":"history","deploys":[deploy record…]}` (record fields as in
+//! `docs/records.md`).
+
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::json;
+
+use super::Global;
+use super::output::{Format, print_json, print_text};
+use crate::records::RecordStore;
+
+/// Arguments of `history`.
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only this app.
+    pub app: Option<String>,
+    /// At most this many records.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+}
+
+pub fn exec(args: HistoryArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    let store = RecordStore::open_read(&global.state);
+    let mut deploys = store.deploys(args.app.as_deref())?;
+    deploys.truncate(args.limit);
+    if global.output == Format::Json {
+        print_json(&json!({"kind": "history", "deploys": deploys}))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if deploys.is_empty() {
+        print_text(&format!(
+            "no deploy records in {}\n",
+            global.state.display()
+        ))?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut text = format!(
+        "{:<33} {:<20} {:<15} {:<8} {:<9} {}\n",
+        "RECORD", "STARTED (UTC)", "APP", "RELEASE", "COMMIT", "STATUS / IMAGE"
+    );
+    for r in &deploys {
+        let release = r
+            .release
+            .as_ref()
+            .map(|r| format!("v{}", r.version))
+            .unwrap_or_else(|| "-".into());
+        let commit = r
+            .commit
+            .as_deref()
+            .map(|c| &c[..c.len().min(8)])
+            .unwrap_or("-");
+        text.push_str(&format!(
+            "{:<33} {:<20} {:<15} {:<8} {:<9} {} {}\n",
+            r.id,
+            r.started_at.format("%Y-%m-%d %H:%M:%S"),
+            r.app,
+            release,
+            commit,
+            r.status.as_str(),
+            r.image
+        ));
+        if let Some(reason) = &r.reason {
+            text.push_str(&format!("    {reason}\n"));
+        }
+    }
+    print_text(&text)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,69 @@
+//! `opsctl run`: the long-running reconciler; stops cleanly on SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use opsctl_crds::DurationStr;
+
+use super::{Global, target};
+use crate::records::RecordStore;
+use crate::runtime::clock::SystemClock;
+use crate::runtime::deploy::Deployer;
+use crate::runtime::reconciler::Reconciler;
+
+/// Arguments of `run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Full reconcile pass at least this often, besides commits (e.g. `30s`, `5m`).
+    #[arg(long, default_value = "5m")]
+    pub resync: DurationStr,
+    /// Delay between health polls during a rollout.
+    #[arg(long, default_value = "500ms")]
+    pub poll: DurationStr,
+}
+
+pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    let target = target::connect(&global.fly).await?;
+    let store =
+        Arc::new(RecordStore::open_write(&global.state).context("opening the state directory")?);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stop requested: finishing the current step");
+        let _ = stop_tx.send(true);
+    });
+    let deployer = Deployer {
+        client: target.client.clone(),
+        store,
+        clock: Arc::new(SystemClock),
+        poll: args.poll.get().max(Duration::from_millis(50)),
+        stop: stop.clone(),
+    };
+    Reconciler::new(global.manifests.clone(), deployer, args.resync.get())
+        .run(stop)
+        .await?;
+    drop(target);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

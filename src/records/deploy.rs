@@ -1,0 +1,166 @@
+//! The deploy record: what one rollout did, step by step (DESIGN.md §7; issue #2 item 8).
+//!
+//! Timestamps are UTC. Images are full references; no env values, tokens or URLs with
+//! credentials are ever stored here.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One deploy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeployRecord {
+    /// `deploy-<ulid>`, sortable by creation time.
+    pub id: String,
+    /// Fly app name.
+    pub app: String,
+    /// Where it stands.
+    pub status: DeployStatus,
+    /// Why it ended as it did (failure, rollback, interruption); `None` on success.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// What started it.
+    pub trigger: Trigger,
+    /// Git commit of the manifests (`None` when they are not in a git checkout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// Image deployed.
+    pub image: String,
+    /// Image the machines ran before (the first touched machine's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_image: Option<String>,
+    /// The Fly release created for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleaseRef>,
+    /// `rolling` or `immediate`.
+    pub strategy: String,
+    /// Per-machine outcome, in plan order.
+    pub machines: Vec<MachineOutcome>,
+    /// Health result in words (`all 2 machines healthy`, `m1: checks critical …`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<String>,
+    /// The automatic rollback, if one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackRecord>,
+    /// Every step, recorded *before* it was taken (`intent`), then its `result`.
+    pub steps: Vec<StepRecord>,
+    /// UTC.
+    pub started_at: DateTime<Utc>,
+    /// UTC; `None` while in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Status of a deploy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployStatus {
+    /// Running.
+    InProgress,
+    /// Every machine updated and healthy.
+    Succeeded,
+    /// Failed; nothing was rolled back (nothing touched, or rollback not allowed).
+    Failed,
+    /// Failed health; the touched machines run the previous image again.
+    RolledBack,
+    /// Failed, and the rollback failed too: a human must act.
+    RollbackFailed,
+    /// Stopped without a verdict: Fly could not be observed, or opsctl was asked to stop.
+    Halted,
+}
+
+impl DeployStatus {
+    /// Snake-case name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InProgress => "in_progress",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::RolledBack => "rolled_back",
+            Self::RollbackFailed => "rollback_failed",
+            Self::Halted => "halted",
+        }
+    }
+}
+
+/// What started a deploy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    /// `opsctl apply`.
+    Apply,
+    /// `opsctl run` noticed a commit (or started up with drift).
+    Reconcile,
+    /// `opsctl demo`.
+    Demo,
+}
+
+/// A Fly release.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseRef {
+    /// Fly's release id.
+    pub id: String,
+    /// Version number.
+    pub version: i64,
+}
+
+/// One machine of a deploy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineOutcome {
+    /// Machine id.
+    pub machine: String,
+    /// Process group.
+    pub group: String,
+    /// Region.
+    pub region: String,
+    /// Image before.
+    pub from_image: String,
+    /// Image deployed.
+    pub to_image: String,
+    /// Outcome.
+    pub result: MachineResult,
+    /// Details (failure text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+/// Per-machine result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MachineResult {
+    /// Not touched.
+    Pending,
+    /// Updated, healthy (or kept stopped on purpose).
+    Healthy,
+    /// Updated, failed health.
+    Failed,
+    /// Updated, then restored to the previous image.
+    RolledBack,
+    /// Not touched because the rollout stopped earlier.
+    Skipped,
+}
+
+/// An automatic rollback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RollbackRecord {
+    /// The new release (a rollback is a new release with the old image).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<ReleaseRef>,
+    /// Image restored.
+    pub image: String,
+    /// Machines restored.
+    pub machines: Vec<String>,
+    /// `succeeded` or what failed.
+    pub outcome: String,
+}
+
+/// One step, recorded before it is taken.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// UTC, when the intent was recorded.
+    pub at: DateTime<Utc>,
+    /// What opsctl is about to do.
+    pub intent: String,
+    /// What happened (`None` until done, or if the process died in between).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+}

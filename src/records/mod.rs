@@ -1,0 +1,210 @@
+//! The record store: every deploy leaves a record (a "bead") in the state directory
+//! (DESIGN.md §7).
+//!
+//! Embedded backend: an append-only journal, `<state>/records.jsonl`. Each line is one
+//! snapshot of one record; a record's history is every line with its id, and its current state
+//! is the newest. An append is one `write` of one line followed by `fsync`, so an acknowledged
+//! record survives a crash; a torn last line (a crash mid-write) is cut off by the next writer
+//! and skipped by readers. One writer at a time: the writer holds an exclusive lock on
+//! `<state>/records.lock` for as long as it lives.
+//!
+//! Not here yet: the beads `issues.jsonl` export and the PostgreSQL backend (issues #7, #8).
+
+mod deploy;
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+pub use deploy::{
+    DeployRecord, DeployStatus, MachineOutcome, MachineResult, ReleaseRef, RollbackRecord,
+    StepRecord, Trigger,
+};
+
+/// Store failures. The user fixes these (permissions, disk, another process).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Reading or writing the journal failed.
+    #[error("record store {path}: {source}")]
+    Io {
+        /// File involved.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Another opsctl process writes to this state directory.
+    #[error("another opsctl process is writing to {0} (only one writer per state directory)")]
+    Locked(PathBuf),
+}
+
+/// One journal line.
+#[derive(Debug, Serialize, Deserialize)]
+struct Line {
+    /// Journal format version.
+    v: u32,
+    record: DeployRecord,
+}
+
+/// The embedded record store.
+#[derive(Debug)]
+pub struct RecordStore {
+    dir: PathBuf,
+    journal: PathBuf,
+    writer: Option<Mutex<(File, File)>>,
+}
+
+impl RecordStore {
+    /// Open `dir` for reading only (no lock; safe beside a running writer).
+    pub fn open_read(dir: &Path) -> Self {
+        Self {
+            dir: dir.to_owned(),
+            journal: dir.join("records.jsonl"),
+            writer: None,
+        }
+    }
+
+    /// Open `dir` for writing: creates it, takes the writer lock, cuts a torn last line.
+    ///
+    /// # Errors
+    /// [`StoreError::Locked`] when another process writes; [`StoreError::Io`] otherwise.
+    pub fn open_write(dir: &Path) -> Result<Self, StoreError> {
+        let io = |path: &Path| {
+            let path = path.to_owned();
+            move |source| StoreError::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let lock_path = dir.join("records.lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked(dir.to_owned()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(&lock_path)(e)),
+        }
+        let journal = dir.join("records.jsonl");
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&journal)
+            .map_err(io(&journal))?;
+        cut_torn_tail(&mut file).map_err(io(&journal))?;
+        Ok(Self {
+            dir: dir.to_owned(),
+            journal,
+            writer: Some(Mutex::new((file, lock))),
+        })
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Append a snapshot of `record`, durably (fsync) before returning.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`]; a store opened with [`RecordStore::open_read`] refuses with
+    /// `PermissionDenied`.
+    pub fn append(&self, record: &DeployRecord) -> Result<(), StoreError> {
+        let io = |source| StoreError::Io {
+            path: self.journal.clone(),
+            source,
+        };
+        let Some(writer) = &self.writer else {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                "store opened read-only",
+            )));
+        };
+        let mut line = serde_json::to_vec(&Line {
+            v: 1,
+            record: record.clone(),
+        })
+        .map_err(|e| io(std::io::Error::other(e)))?;
+        line.push(b'\n');
+        let mut guard = writer.lock().unwrap_or_else(|p| p.into_inner());
+        guard.0.write_all(&line).map_err(io)?;
+        guard.0.sync_data().map_err(io)
+    }
+
+    /// Current state of every deploy record (newest snapshot per id), newest first, optionally
+    /// only those of `app`.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when the journal exists but cannot be read.
+    pub fn deploys(&self, app: Option<&str>) -> Result<Vec<DeployRecord>, StoreError> {
+        let file = match File::open(&self.journal) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: self.journal.clone(),
+                    source,
+                });
+            }
+        };
+        let mut latest: Vec<DeployRecord> = Vec::new();
+        for line in BufReader::new(file).lines() {
+            let line = line.map_err(|source| StoreError::Io {
+                path: self.journal.clone(),
+                source,
+            })?;
+            // A line that does not parse is a torn write from a crash; skip it.
+            let Ok(parsed) = serde_json::from_str::<Line>(&line) else {
+                continue;
+            };
+            let rec = parsed.record;
+            if app.is_some_and(|a| a != rec.app) {
+                continue;
+            }
+            match latest.iter_mut().find(|r| r.id == rec.id) {
+                Some(slot) => *slot = rec,
+                None => latest.push(rec),
+            }
+        }
+        latest.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.id.cmp(&a.id)));
+        Ok(latest)
+    }
+}
+
+/// Truncate the file after its last newline (a partial line is a torn write).
+fn cut_torn_tail(file: &mut File) -> std::io::Result<()> {
+    let len = file.metadata()?.len();
+    if len == 0 {
+        return Ok(());
+    }
+    let mut reader = BufReader::new(&*file);
+    reader.seek(SeekFrom::Start(0))?;
+    let mut good = 0u64;
+    let mut pos = 0u64;
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = reader.read_until(b'\n', &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        pos += n as u64;
+        if buf.last() == Some(&b'\n') {
+            good = pos;
+        }
+    }
+    if good < len {
+        file.set_len(good)?;
+        file.sync_data()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,110 @@
+use chrono::{TimeZone, Utc};
+
+use super::*;
+
+fn record(id: &str, app: &str, minute: u32, status: DeployStatus) -> DeployRecord {
+    DeployRecord {
+        id: id.into(),
+        app: app.into(),
+        status,
+        reason: None,
+        trigger: Trigger::Apply,
+        commit: None,
+        image: "img:new".into(),
+        previous_image: Some("img:old".into()),
+        release: None,
+        strategy: "rolling".into(),
+        machines: vec![],
+        health: None,
+        rollback: None,
+        steps: vec![],
+        started_at: Utc.with_ymd_and_hms(2026, 11, 29, 12, minute, 0).unwrap(),
+        finished_at: None,
+    }
+}
+
+#[test]
+fn newest_snapshot_wins_and_newest_deploy_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RecordStore::open_write(dir.path()).unwrap();
+    store
+        .append(&record("d1", "a", 1, DeployStatus::InProgress))
+        .unwrap();
+    store
+        .append(&record("d2", "b", 2, DeployStatus::InProgress))
+        .unwrap();
+    store
+        .append(&record("d1", "a", 1, DeployStatus::Succeeded))
+        .unwrap();
+    let all = store.deploys(None).unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["d2", "d1"]
+    );
+    assert_eq!(all[1].status, DeployStatus::Succeeded);
+    let only_a = RecordStore::open_read(dir.path())
+        .deploys(Some("a"))
+        .unwrap();
+    assert_eq!(only_a.len(), 1);
+}
+
+#[test]
+fn a_torn_last_line_is_skipped_by_readers_and_cut_by_the_next_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = RecordStore::open_write(dir.path()).unwrap();
+        store
+            .append(&record("d1", "a", 1, DeployStatus::Succeeded))
+            .unwrap();
+    }
+    let journal = dir.path().join("records.jsonl");
+    let mut f = OpenOptions::new().append(true).open(&journal).unwrap();
+    f.write_all(b"{\"v\":1,\"record\":{\"id\":\"d2\",\"app")
+        .unwrap();
+    drop(f);
+    assert_eq!(
+        RecordStore::open_read(dir.path())
+            .deploys(None)
+            .unwrap()
+            .len(),
+        1
+    );
+    let store = RecordStore::open_write(dir.path()).unwrap();
+    store
+        .append(&record("d3", "a", 3, DeployStatus::Failed))
+        .unwrap();
+    let ids: Vec<String> = store
+        .deploys(None)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(ids, ["d3", "d1"]);
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(
+        text.lines()
+            .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+    );
+}
+
+#[test]
+fn one_writer_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = RecordStore::open_write(dir.path()).unwrap();
+    assert!(matches!(
+        RecordStore::open_write(dir.path()),
+        Err(StoreError::Locked(_))
+    ));
+}
+
+#[test]
+fn read_only_store_refuses_writes_and_reads_missing_journal_as_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RecordStore::open_read(dir.path());
+    assert!(store.deploys(None).unwrap().is_empty());
+    assert!(
+        store
+            .append(&record("d1", "a", 1, DeployStatus::Failed))
+            .is_err()
+    );
+}

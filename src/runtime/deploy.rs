@@ -1,0 +1,784 @@
+//! The rollout executor: one deploy of one app, from observation to a finished record.
+//!
+//! Order of work (issue #2; NOTES.md §6.2): observe → diff → plan (pure, in
+//! `opsctl-controllers`) → create a Fly release → lease every machine in the plan → per batch:
+//! record the intent, update the machines (whole config replaced: new image, desired env and
+//! size, release metadata), wait for `started`, poll until the controllers' [`judge`] says
+//! healthy or failed → mark the release complete, or roll the touched machines back to their
+//! previous config as a *new* release → release the leases.
+//!
+//! Guarantees: every step is appended to the record store before it is taken (no action
+//! without a recorded intent; a store failure stops the deploy); Fly that cannot be seen halts
+//! the rollout without a rollback; at most one automatic rollback per bad release (the
+//! rollback is never itself rolled back, and an image that was rolled back is not deployed
+//! again automatically); leases are released on every path; a stop request is honoured
+//! between batches.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opsctl_controllers::diff::{AppDiff, desired_size, diff, is_platform_env};
+use opsctl_controllers::observed::{CpuKind, MachineState};
+use opsctl_controllers::rollout::{self, Failure, MachineStep, RolloutPlan, Verdict, Watch, judge};
+use opsctl_crds::FlyApp;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::fly::observe::{self, observe_app};
+use crate::fly::wire::{
+    self, META_PLATFORM_VERSION, META_PROCESS_GROUP, META_RELEASE_ID, META_RELEASE_VERSION,
+    MachineConfig, MachineRequest,
+};
+use crate::fly::{FlyClient, FlyError};
+use crate::records::{
+    DeployRecord, DeployStatus, MachineOutcome, MachineResult, RecordStore, ReleaseRef,
+    RollbackRecord, StepRecord, StoreError, Trigger,
+};
+use crate::runtime::clock::Clock;
+
+/// Lease TTL in seconds; refreshed every third of it while a deploy runs.
+const LEASE_TTL_SECS: u64 = 30;
+
+/// Why a deploy could not run or finish. A deploy that ran and failed is not an error: it is
+/// an [`Outcome::Deployed`] whose record says `failed`/`rolled_back`.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    /// Fly could not be observed or refused before anything was touched.
+    #[error("observing {app} on Fly")]
+    Observe {
+        /// App.
+        app: String,
+        /// Cause.
+        #[source]
+        source: FlyError,
+    },
+    /// The manifest asks for something not supported.
+    #[error(transparent)]
+    Plan(#[from] rollout::PlanError),
+    /// The record store failed; nothing further was done.
+    #[error("recording the deploy")]
+    Store(#[from] StoreError),
+}
+
+/// What a deploy call did.
+#[derive(Debug)]
+pub enum Outcome {
+    /// No machine config drifted (count drift, if any, is in the diff and not applied).
+    NothingToDo(AppDiff),
+    /// Not deployed, on purpose.
+    Blocked {
+        /// Why.
+        reason: String,
+    },
+    /// A rollout ran; see the record's status.
+    Deployed(Box<DeployRecord>),
+}
+
+/// Runs deploys.
+pub struct Deployer {
+    /// Fly client.
+    pub client: FlyClient,
+    /// Where records go.
+    pub store: Arc<RecordStore>,
+    /// Time source.
+    pub clock: Arc<dyn Clock>,
+    /// Delay between health polls.
+    pub poll: Duration,
+    /// Becomes `true` when the process is asked to stop.
+    pub stop: watch::Receiver<bool>,
+}
+
+/// A touched machine: its step and its config before the update (what a rollback restores:
+/// image *and* config).
+struct Touched {
+    step: MachineStep,
+    before: MachineConfig,
+}
+
+impl Deployer {
+    /// Deploy `app` if its machines drifted. `commit` is the manifests' git commit, if any.
+    ///
+    /// # Errors
+    /// [`DeployError`]: observation failed (nothing done), unsupported strategy, or the record
+    /// store failed (stopped at once, leases released).
+    pub async fn deploy(
+        &self,
+        app: &FlyApp,
+        trigger: Trigger,
+        commit: Option<String>,
+    ) -> Result<Outcome, DeployError> {
+        let name = app.app_name().to_owned();
+        let observed =
+            observe_app(&self.client, &name)
+                .await
+                .map_err(|source| DeployError::Observe {
+                    app: name.clone(),
+                    source,
+                })?;
+        let drift = diff(app, &observed);
+        let plan = rollout::plan(app, &observed, &drift)?;
+        if plan.is_empty() {
+            return Ok(Outcome::NothingToDo(drift));
+        }
+        if let Some(bad) = self.store.deploys(Some(&name))?.into_iter().find(|r| {
+            r.image == plan.image
+                && matches!(
+                    r.status,
+                    DeployStatus::RolledBack | DeployStatus::RollbackFailed
+                )
+        }) {
+            return Ok(Outcome::Blocked {
+                reason: format!(
+                    "image {} was rolled back by {} ({}); not deploying it again automatically: change the image in the manifest",
+                    plan.image,
+                    bad.id,
+                    bad.reason.unwrap_or_default()
+                ),
+            });
+        }
+        let mut rec = DeployRecord {
+            id: format!("deploy-{}", ulid::Ulid::new().to_string().to_lowercase()),
+            app: name.clone(),
+            status: DeployStatus::InProgress,
+            reason: None,
+            trigger,
+            commit,
+            image: plan.image.clone(),
+            previous_image: plan.steps().next().map(|s| s.from_image.clone()),
+            release: None,
+            strategy: format!("{:?}", plan.strategy).to_lowercase(),
+            machines: plan
+                .steps()
+                .map(|s| MachineOutcome {
+                    machine: s.machine.clone(),
+                    group: s.group.clone(),
+                    region: s.region.clone(),
+                    from_image: s.from_image.clone(),
+                    to_image: plan.image.clone(),
+                    result: MachineResult::Pending,
+                    detail: None,
+                })
+                .collect(),
+            health: None,
+            rollback: None,
+            steps: vec![],
+            started_at: self.clock.now(),
+            finished_at: None,
+        };
+        tracing::info!(app = %name, image = %plan.image, machines = rec.machines.len(), "deploy started");
+        let result = self.run(app, &plan, &mut rec).await;
+        rec.finished_at = Some(self.clock.now());
+        self.store.append(&rec)?;
+        result?;
+        tracing::info!(app = %name, status = rec.status.as_str(), reason = rec.reason.as_deref().unwrap_or(""), "deploy finished");
+        Ok(Outcome::Deployed(Box::new(rec)))
+    }
+
+    /// Record `intent` (durably) before doing it.
+    fn intend(&self, rec: &mut DeployRecord, intent: String) -> Result<(), StoreError> {
+        tracing::info!(app = %rec.app, "{intent}");
+        rec.steps.push(StepRecord {
+            at: self.clock.now(),
+            intent,
+            result: None,
+        });
+        self.store.append(rec)
+    }
+
+    /// Record the result of the last step.
+    fn done(&self, rec: &mut DeployRecord, result: impl Into<String>) -> Result<(), StoreError> {
+        if let Some(last) = rec.steps.last_mut() {
+            last.result = Some(result.into());
+        }
+        self.store.append(rec)
+    }
+
+    async fn run(
+        &self,
+        app: &FlyApp,
+        plan: &RolloutPlan,
+        rec: &mut DeployRecord,
+    ) -> Result<(), StoreError> {
+        let name = rec.app.clone();
+        self.intend(rec, format!("create a release for {}", plan.image))?;
+        let strategy = rec.strategy.to_uppercase();
+        let release = match self
+            .client
+            .create_release(&name, &plan.image, &strategy)
+            .await
+        {
+            Ok((id, version)) => ReleaseRef { id, version },
+            Err(e) => {
+                self.done(rec, format!("failed: {e}"))?;
+                return self.finish(
+                    rec,
+                    DeployStatus::Failed,
+                    format!("could not create a release: {e}"),
+                );
+            }
+        };
+        self.done(rec, format!("release v{}", release.version))?;
+        rec.release = Some(release.clone());
+        let _ = self.client.update_release(&release.id, "running").await;
+
+        let machines: Vec<String> = plan.steps().map(|s| s.machine.clone()).collect();
+        self.intend(rec, format!("lease machines {}", machines.join(", ")))?;
+        let leases = match self.lease_all(&name, &machines).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.done(rec, format!("failed: {e}"))?;
+                let _ = self.client.update_release(&release.id, "failed").await;
+                return self.finish(
+                    rec,
+                    DeployStatus::Failed,
+                    format!("could not lease every machine, nothing was changed: {e}"),
+                );
+            }
+        };
+        self.done(rec, "leased")?;
+        let refresher = self.refresh_leases(&name, &leases);
+        let outcome = self.roll(app, plan, &release, &leases, rec).await;
+        refresher.abort();
+        for (machine, nonce) in &leases {
+            if let Err(e) = self.client.release_lease(&name, machine, nonce).await {
+                tracing::warn!(app = %name, machine = %machine, error = %e, "could not release lease; it expires in {LEASE_TTL_SECS}s");
+            }
+        }
+        outcome
+    }
+
+    /// Lease every machine, or none: on a failure the leases taken are released.
+    async fn lease_all(
+        &self,
+        app: &str,
+        machines: &[String],
+    ) -> Result<BTreeMap<String, String>, FlyError> {
+        let mut leases = BTreeMap::new();
+        for m in machines {
+            match self
+                .client
+                .acquire_lease(app, m, LEASE_TTL_SECS, "opsctl deploy", None)
+                .await
+            {
+                Ok(lease) => {
+                    leases.insert(m.clone(), lease.nonce);
+                }
+                Err(e) => {
+                    for (m, nonce) in &leases {
+                        let _ = self.client.release_lease(app, m, nonce).await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(leases)
+    }
+
+    fn refresh_leases(
+        &self,
+        app: &str,
+        leases: &BTreeMap<String, String>,
+    ) -> tokio::task::JoinHandle<()> {
+        let client = self.client.clone();
+        let app = app.to_owned();
+        let leases = leases.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(LEASE_TTL_SECS / 3)).await;
+                for (m, nonce) in &leases {
+                    if let Err(e) = client
+                        .acquire_lease(&app, m, LEASE_TTL_SECS, "opsctl deploy", Some(nonce))
+                        .await
+                    {
+                        tracing::warn!(app = %app, machine = %m, error = %e, "lease refresh failed");
+                    }
+                }
+            }
+        })
+    }
+
+    fn finish(
+        &self,
+        rec: &mut DeployRecord,
+        status: DeployStatus,
+        reason: String,
+    ) -> Result<(), StoreError> {
+        rec.status = status;
+        rec.reason = Some(reason);
+        self.store.append(rec)
+    }
+
+    fn set_result(
+        rec: &mut DeployRecord,
+        machine: &str,
+        result: MachineResult,
+        detail: Option<String>,
+    ) {
+        if let Some(m) = rec.machines.iter_mut().find(|m| m.machine == machine) {
+            m.result = result;
+            m.detail = detail;
+        }
+    }
+
+    async fn roll(
+        &self,
+        app: &FlyApp,
+        plan: &RolloutPlan,
+        release: &ReleaseRef,
+        leases: &BTreeMap<String, String>,
+        rec: &mut DeployRecord,
+    ) -> Result<(), StoreError> {
+        let name = rec.app.clone();
+        let mut touched: Vec<Touched> = Vec::new();
+        for (i, batch) in plan.batches.iter().enumerate() {
+            if *self.stop.borrow() {
+                for s in plan.batches[i..].iter().flat_map(|b| &b.steps) {
+                    Self::set_result(rec, &s.machine, MachineResult::Skipped, None);
+                }
+                let _ = self.client.update_release(&release.id, "interrupted").await;
+                return self.finish(
+                    rec,
+                    DeployStatus::Halted,
+                    format!(
+                        "interrupted before batch {} of {}: opsctl was asked to stop",
+                        i + 1,
+                        plan.batches.len()
+                    ),
+                );
+            }
+            let ids: Vec<&str> = batch.steps.iter().map(|s| s.machine.as_str()).collect();
+            self.intend(
+                rec,
+                format!(
+                    "update {} to {} (release v{}, batch {}/{})",
+                    ids.join(", "),
+                    plan.image,
+                    release.version,
+                    i + 1,
+                    plan.batches.len()
+                ),
+            )?;
+            let mut tasks = JoinSet::new();
+            for step in &batch.steps {
+                let ctx = UpdateCtx {
+                    client: self.client.clone(),
+                    app: name.clone(),
+                    nonce: leases.get(&step.machine).cloned(),
+                };
+                let desired = Desired::new(app, &step.group, plan.image.clone(), release);
+                let step = step.clone();
+                tasks.spawn(async move { ctx.update(step, desired).await });
+            }
+            let mut waits = Vec::new();
+            let mut update_error = None;
+            while let Some(joined) = tasks.join_next().await {
+                match joined {
+                    Ok(Ok((t, version))) => {
+                        waits.push((t.step.clone(), version));
+                        touched.push(t);
+                    }
+                    Ok(Err((step, e))) => update_error = Some((step, e)),
+                    Err(join) => update_error = Some((batch.steps[0].clone(), join.to_string())),
+                }
+            }
+            if let Some((step, e)) = update_error {
+                self.done(rec, format!("update of {} failed: {e}", step.machine))?;
+                Self::set_result(rec, &step.machine, MachineResult::Failed, Some(e.clone()));
+                let reason = format!(
+                    "{} could not be updated on release v{}: {e}",
+                    step.machine, release.version
+                );
+                return self.fail(app, release, leases, touched, rec, reason).await;
+            }
+            self.done(rec, "updated")?;
+            let mut checks = JoinSet::new();
+            for (step, version) in waits {
+                if !step.wait_healthy {
+                    continue;
+                }
+                let w = HealthWait {
+                    client: self.client.clone(),
+                    app: name.clone(),
+                    clock: self.clock.clone(),
+                    poll: self.poll,
+                    deploy: app.spec.deploy.clone(),
+                };
+                checks.spawn(async move {
+                    let v = w.until_decided(&step.machine, &version).await;
+                    (step, v)
+                });
+            }
+            let mut failed: Option<(MachineStep, Verdict)> = None;
+            while let Some(joined) = checks.join_next().await {
+                let Ok((step, verdict)) = joined else {
+                    continue;
+                };
+                match &verdict {
+                    Verdict::Healthy => {
+                        Self::set_result(rec, &step.machine, MachineResult::Healthy, None)
+                    }
+                    Verdict::Failed(f) => {
+                        Self::set_result(
+                            rec,
+                            &step.machine,
+                            MachineResult::Failed,
+                            Some(f.to_string()),
+                        );
+                        failed.get_or_insert((step, verdict));
+                    }
+                    Verdict::Blind { reason } | Verdict::Waiting { reason } => {
+                        Self::set_result(
+                            rec,
+                            &step.machine,
+                            MachineResult::Failed,
+                            Some(format!("unknown: {reason}")),
+                        );
+                        if !matches!(failed, Some((_, Verdict::Failed(_)))) {
+                            failed = Some((step, verdict));
+                        }
+                    }
+                }
+            }
+            for s in batch.steps.iter().filter(|s| !s.wait_healthy) {
+                Self::set_result(
+                    rec,
+                    &s.machine,
+                    MachineResult::Healthy,
+                    Some("kept stopped (skip_launch)".into()),
+                );
+            }
+            match failed {
+                None => self.done(rec, "healthy")?,
+                Some((step, Verdict::Failed(failure))) => {
+                    self.done(rec, format!("{} failed: {failure}", step.machine))?;
+                    for s in plan.batches[i + 1..].iter().flat_map(|b| &b.steps) {
+                        Self::set_result(rec, &s.machine, MachineResult::Skipped, None);
+                    }
+                    rec.health = Some(format!("{}: {failure}", step.machine));
+                    let reason = failure_reason(&step.machine, release, &failure);
+                    return self.fail(app, release, leases, touched, rec, reason).await;
+                }
+                Some((step, verdict)) => {
+                    let why = match verdict {
+                        Verdict::Blind { reason } | Verdict::Waiting { reason } => reason,
+                        _ => String::new(),
+                    };
+                    self.done(rec, format!("{}: health unknown: {why}", step.machine))?;
+                    rec.health = Some(format!("unknown: {why}"));
+                    let _ = self.client.update_release(&release.id, "interrupted").await;
+                    return self.finish(rec, DeployStatus::Halted, format!("halted without a verdict on {} (release v{}): {why}; no rollback is done on what could not be seen", step.machine, release.version));
+                }
+            }
+        }
+        let _ = self.client.update_release(&release.id, "complete").await;
+        rec.health = Some(format!("all {} machines healthy", rec.machines.len()));
+        rec.status = DeployStatus::Succeeded;
+        self.store.append(rec)
+    }
+
+    /// The release failed: roll back what was touched (once), or just record the failure.
+    async fn fail(
+        &self,
+        app: &FlyApp,
+        release: &ReleaseRef,
+        leases: &BTreeMap<String, String>,
+        touched: Vec<Touched>,
+        rec: &mut DeployRecord,
+        reason: String,
+    ) -> Result<(), StoreError> {
+        let _ = self.client.update_release(&release.id, "failed").await;
+        let steps: Vec<MachineStep> = touched.iter().map(|t| t.step.clone()).collect();
+        let Some(rb) = rollout::rollback_plan(&steps, false) else {
+            return self.finish(rec, DeployStatus::Failed, reason);
+        };
+        tracing::warn!(app = %rec.app, "{reason}; rolling back");
+        let name = rec.app.clone();
+        let machines: Vec<String> = rb.machines.iter().map(|(m, _)| m.clone()).collect();
+        self.intend(
+            rec,
+            format!(
+                "roll back {} to {} as a new release",
+                machines.join(", "),
+                rb.image
+            ),
+        )?;
+        let mut rollback = RollbackRecord {
+            release: None,
+            image: rb.image.clone(),
+            machines: machines.clone(),
+            outcome: String::new(),
+        };
+        let rb_release = match self
+            .client
+            .create_release(&name, &rb.image, "ROLLING")
+            .await
+        {
+            Ok((id, version)) => ReleaseRef { id, version },
+            Err(e) => {
+                rollback.outcome = format!("could not create the rollback release: {e}");
+                rec.rollback = Some(rollback);
+                self.done(rec, "failed")?;
+                return self.finish(
+                    rec,
+                    DeployStatus::RollbackFailed,
+                    format!("{reason}; rollback failed: could not create a release: {e}"),
+                );
+            }
+        };
+        rollback.release = Some(rb_release.clone());
+        let _ = self.client.update_release(&rb_release.id, "running").await;
+        // The rollout's leases are still held (the caller releases them afterwards): the
+        // rollback acts under them.
+        let mut problems = Vec::new();
+        for t in &touched {
+            let ctx = UpdateCtx {
+                client: self.client.clone(),
+                app: name.clone(),
+                nonce: leases.get(&t.step.machine).cloned(),
+            };
+            match ctx.restore(t, &rb_release).await {
+                Ok(version) => {
+                    if t.step.wait_healthy {
+                        let w = HealthWait {
+                            client: self.client.clone(),
+                            app: name.clone(),
+                            clock: self.clock.clone(),
+                            poll: self.poll,
+                            deploy: app.spec.deploy.clone(),
+                        };
+                        match w.until_decided(&t.step.machine, &version).await {
+                            Verdict::Healthy => {}
+                            other => problems.push(format!("{}: {other:?}", t.step.machine)),
+                        }
+                    }
+                    Self::set_result(
+                        rec,
+                        &t.step.machine,
+                        MachineResult::RolledBack,
+                        Some(reason.clone()),
+                    );
+                }
+                Err(e) => problems.push(format!("{}: {e}", t.step.machine)),
+            }
+        }
+        if problems.is_empty() {
+            let _ = self.client.update_release(&rb_release.id, "complete").await;
+            rollback.outcome = "succeeded".into();
+            rec.rollback = Some(rollback);
+            self.done(
+                rec,
+                format!(
+                    "rolled back to {} (release v{})",
+                    rb.image, rb_release.version
+                ),
+            )?;
+            self.finish(
+                rec,
+                DeployStatus::RolledBack,
+                format!(
+                    "{reason}; rolled back to {} as release v{}",
+                    rb.image, rb_release.version
+                ),
+            )
+        } else {
+            let _ = self.client.update_release(&rb_release.id, "failed").await;
+            rollback.outcome = format!("failed: {}", problems.join("; "));
+            rec.rollback = Some(rollback);
+            self.done(rec, "rollback failed")?;
+            tracing::error!(app = %name, "rollback failed; a human must act: {}", problems.join("; "));
+            self.finish(
+                rec,
+                DeployStatus::RollbackFailed,
+                format!("{reason}; rollback failed: {}", problems.join("; ")),
+            )
+        }
+    }
+}
+
+fn failure_reason(machine: &str, release: &ReleaseRef, failure: &Failure) -> String {
+    format!(
+        "machine {machine} failed health on release v{}: {failure}",
+        release.version
+    )
+}
+
+/// What an updated machine's config should hold.
+struct Desired {
+    image: String,
+    env: BTreeMap<String, String>,
+    guest: Option<wire::Guest>,
+    group: String,
+    release: ReleaseRef,
+}
+
+impl Desired {
+    fn new(app: &FlyApp, group: &str, image: String, release: &ReleaseRef) -> Self {
+        let guest = desired_size(app, group).map(|g| wire::Guest {
+            cpu_kind: match g.cpu_kind {
+                CpuKind::Shared => "shared".into(),
+                CpuKind::Performance => "performance".into(),
+            },
+            cpus: g.cpus,
+            memory_mb: g.memory_mb,
+        });
+        Self {
+            image,
+            env: app.spec.env.clone(),
+            guest,
+            group: group.to_owned(),
+            release: release.clone(),
+        }
+    }
+
+    /// `current` with the desired image, env and size and the release metadata; every other
+    /// field (services, checks, mounts, unknown ones) kept as is.
+    fn apply(&self, current: &MachineConfig) -> MachineConfig {
+        let mut cfg = current.clone();
+        cfg.image = self.image.clone();
+        let platform: BTreeMap<String, String> = cfg
+            .env
+            .iter()
+            .filter(|(k, _)| is_platform_env(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        cfg.env = self.env.clone();
+        cfg.env.extend(platform);
+        if let Some(g) = &self.guest {
+            cfg.guest = Some(g.clone());
+        }
+        stamp(&mut cfg, &self.group, &self.release);
+        cfg
+    }
+}
+
+fn stamp(cfg: &mut MachineConfig, group: &str, release: &ReleaseRef) {
+    cfg.metadata
+        .insert(META_PLATFORM_VERSION.into(), "v2".into());
+    cfg.metadata
+        .insert(META_PROCESS_GROUP.into(), group.to_owned());
+    cfg.metadata
+        .insert(META_RELEASE_ID.into(), release.id.clone());
+    cfg.metadata
+        .insert(META_RELEASE_VERSION.into(), release.version.to_string());
+}
+
+struct UpdateCtx {
+    client: FlyClient,
+    app: String,
+    nonce: Option<String>,
+}
+
+impl UpdateCtx {
+    /// Update one machine; returns what was touched and the new version id.
+    async fn update(
+        self,
+        step: MachineStep,
+        desired: Desired,
+    ) -> Result<(Touched, String), (MachineStep, String)> {
+        let current = self
+            .client
+            .get_machine(&self.app, &step.machine)
+            .await
+            .map_err(|e| (step.clone(), e.to_string()))?;
+        let Some(before) = current.config.clone() else {
+            return Err((
+                step,
+                format!(
+                    "Fly did not return the config (host_status {}); not updating blind",
+                    current.host_status
+                ),
+            ));
+        };
+        let request = MachineRequest {
+            config: desired.apply(&before),
+            skip_launch: step.skip_launch,
+            current_version: Some(current.instance_id.clone()),
+            ..MachineRequest::default()
+        };
+        let updated = self
+            .client
+            .update_machine(&self.app, &step.machine, &request, self.nonce.as_deref())
+            .await
+            .map_err(|e| (step.clone(), e.to_string()))?;
+        Ok((Touched { step, before }, updated.instance_id))
+    }
+
+    /// Put the machine's previous config back, stamped with the rollback release.
+    async fn restore(&self, t: &Touched, release: &ReleaseRef) -> Result<String, FlyError> {
+        let mut cfg = t.before.clone();
+        stamp(&mut cfg, &t.step.group, release);
+        let request = MachineRequest {
+            config: cfg,
+            skip_launch: t.step.skip_launch,
+            ..MachineRequest::default()
+        };
+        let updated = self
+            .client
+            .update_machine(&self.app, &t.step.machine, &request, self.nonce.as_deref())
+            .await?;
+        Ok(updated.instance_id)
+    }
+}
+
+struct HealthWait {
+    client: FlyClient,
+    app: String,
+    clock: Arc<dyn Clock>,
+    poll: Duration,
+    deploy: opsctl_crds::flyapp::DeploySpec,
+}
+
+impl HealthWait {
+    /// Poll one machine until the controllers decide. Uses Fly's `wait` for `started`, then
+    /// `GET` for checks; a Fly that cannot be seen is `Waiting`, then `Blind`, never `Failed`.
+    async fn until_decided(&self, machine: &str, version: &str) -> Verdict {
+        let mut watch = Watch::new(self.clock.now());
+        loop {
+            let seen = match self.client.get_machine(&self.app, machine).await {
+                Ok(m) => Some(observe::machine(&m)),
+                Err(e) => {
+                    tracing::debug!(app = %self.app, machine, error = %e, "health poll failed");
+                    None
+                }
+            };
+            let (next, verdict) = judge(
+                watch,
+                seen.as_ref(),
+                version,
+                &self.deploy,
+                self.clock.now(),
+            );
+            watch = next;
+            match verdict {
+                Verdict::Waiting { reason } => {
+                    tracing::debug!(app = %self.app, machine, "waiting for {reason}");
+                    let starting = seen.as_ref().is_some_and(|m| {
+                        matches!(
+                            m.state,
+                            MachineState::Replacing
+                                | MachineState::Starting
+                                | MachineState::Created
+                        )
+                    });
+                    if starting {
+                        // Fly's wait returns as soon as the version is started (or 408).
+                        let _ = self
+                            .client
+                            .wait(
+                                &self.app,
+                                machine,
+                                version,
+                                "started",
+                                self.poll.max(Duration::from_secs(1)),
+                            )
+                            .await;
+                    } else {
+                        tokio::time::sleep(self.poll).await;
+                    }
+                }
+                decided => return decided,
+            }
+        }
+    }
+}

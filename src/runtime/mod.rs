@@ -1,0 +1,11 @@
+//! The runtime: drives the pure controllers against Fly.
+//!
+//! - [`clock`]: the injected clock (every decision's `now`).
+//! - [`deploy`]: the rollout executor (observe → plan → record intent → act → judge → …).
+//! - [`reconciler`]: `opsctl run`, the long-running loop that reacts to git commits.
+//! - [`git`]: reading the manifests checkout's HEAD and watching it for commits.
+
+pub mod clock;
+pub mod deploy;
+pub mod git;
+pub mod reconciler;

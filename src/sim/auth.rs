@@ -1,0 +1,96 @@
+//! What every Fly API request passes through before its handler: the request counter and the
+//! token check.
+//!
+//! Fly accepts `Authorization: Bearer <token>` and, for macaroons, `FlyV1 <token>` (NOTES.md
+//! §1). The simulator accepts any non-empty token in either scheme: it checks that a client
+//! *sends* credentials, not which ones. A request without them gets Fly's 401 body
+//! `{"error":"Authenticate: token validation error"}`. The token is never logged or stored.
+//!
+//! Counting happens first, so rejected requests count too: tests assert on the calls Fly
+//! *received*. The `/__sim/` control API is neither counted nor authenticated.
+
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+
+use super::error::SimError;
+use super::state::SimState;
+
+/// Wraps one route's handlers: counted under `"METHOD template"`, then authenticated.
+pub fn fly_api(
+    state: &SimState,
+    template: &'static str,
+    handlers: MethodRouter<SimState>,
+) -> MethodRouter<SimState> {
+    handlers
+        .layer(middleware::from_fn(require_token))
+        .layer(middleware::from_fn_with_state(
+            (state.clone(), template),
+            count,
+        ))
+}
+
+async fn count(
+    State((state, template)): State<(SimState, &'static str)>,
+    req: Request,
+    next: Next,
+) -> Response {
+    state.count_request(format!("{} {template}", req.method()));
+    tracing::debug!(method = %req.method(), route = template, "fly simulator request");
+    next.run(req).await
+}
+
+async fn require_token(req: Request, next: Next) -> Response {
+    let authorized = req
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(has_token);
+    if authorized {
+        next.run(req).await
+    } else {
+        SimError::Unauthorized.into_response()
+    }
+}
+
+/// `Bearer <token>` (scheme case-insensitive) or `FlyV1 <token>`, token non-empty.
+fn has_token(header: &str) -> bool {
+    match header.trim().split_once(' ') {
+        Some((scheme, token)) => {
+            (scheme.eq_ignore_ascii_case("bearer") || scheme == "FlyV1") && !token.trim().is_empty()
+        }
+        None => false,
+    }
+}
+
+/// Answers paths no route matches: 404 `{"error":"not found"}`, counted as `unmatched`
+/// unless under `/__sim/`.
+pub async fn unmatched(State(state): State<SimState>, req: Request) -> Response {
+    if !req.uri().path().starts_with("/__sim/") {
+        state.count_request("unmatched".to_string());
+    }
+    let body = crate::fly::wire::ErrorResponse {
+        error: "not found".to_string(),
+        status: None,
+        message: None,
+    };
+    (axum::http::StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_token;
+
+    #[test]
+    fn schemes_and_empty_tokens() {
+        assert!(has_token("Bearer abc"));
+        assert!(has_token("bearer abc"));
+        assert!(has_token("FlyV1 fm2_abc,fm2_def"));
+        assert!(!has_token("Bearer "));
+        assert!(!has_token("Bearer"));
+        assert!(!has_token("Basic abc"));
+        assert!(!has_token(""));
+    }
+}

@@ -1,0 +1,182 @@
+//! The control API under `/__sim/`: not part of Fly, for tests and demos. No auth, JSON only,
+//! not counted in the request counts.
+//!
+//! | call | does |
+//! |---|---|
+//! | `GET /__sim/requests` | [`RequestCounts`]: total and per `"METHOD /route/{template}"` |
+//! | `DELETE /__sim/requests` | zero the counts (204) |
+//! | `GET /__sim/images` | `{"default": behaviour, "images": {image: behaviour}}` |
+//! | `POST /__sim/images` | `{"image": "...", "behavior": "healthy"\|"fails-checks"\|"crash-loop"\|{"exits": N}\|{"slow-start": "40s"}}` |
+//! | `POST /__sim/advance` | `{"by": "30s"}`: move the virtual clock; answers `{"now": RFC 3339}` |
+//! | `GET /__sim/clock` | `{"now": RFC 3339, "timeScale": N}` |
+//! | `GET /__sim/state` | [`StateDump`]: every app with its machines (destroyed ones too) and releases |
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use chrono::SecondsFormat;
+use serde::{Deserialize, Serialize};
+
+use super::clock::DurationStr;
+use super::error::{SimError, parse_required};
+use super::scenario::ImageBehavior;
+use super::state::{RequestCounts, SimState};
+use crate::fly::wire::{Machine, RestRelease};
+
+/// The control routes.
+pub fn routes() -> Router<SimState> {
+    Router::new()
+        .route("/__sim/requests", get(requests).delete(reset_requests))
+        .route("/__sim/images", get(images).post(set_image))
+        .route("/__sim/advance", post(advance))
+        .route("/__sim/clock", get(clock))
+        .route("/__sim/state", get(state))
+}
+
+/// Body of `POST /__sim/images` (and its answer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImageChange {
+    /// Full image reference.
+    pub image: String,
+    /// New behaviour.
+    pub behavior: ImageBehavior,
+}
+
+/// Body of `POST /__sim/advance`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Advance {
+    by: DurationStr,
+}
+
+/// The virtual clock, as `/__sim/clock` and `/__sim/advance` report it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClockDump {
+    /// Virtual now, RFC 3339 with milliseconds.
+    pub now: String,
+    /// Virtual seconds per real second.
+    pub time_scale: f64,
+}
+
+/// `GET /__sim/state`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateDump {
+    /// Virtual now.
+    pub clock: ClockDump,
+    /// Behaviour of unlisted images.
+    pub default_behavior: ImageBehavior,
+    /// Behaviour per image.
+    pub images: BTreeMap<String, ImageBehavior>,
+    /// Apps by name.
+    pub apps: Vec<AppDump>,
+}
+
+/// One app in [`StateDump`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppDump {
+    /// Name.
+    pub name: String,
+    /// Organisation slug.
+    pub org: String,
+    /// Version of the newest complete release.
+    pub current_release: Option<i64>,
+    /// Machines, destroyed ones included.
+    pub machines: Vec<Machine>,
+    /// Releases, newest first.
+    pub releases: Vec<RestRelease>,
+    /// Active leases: machine id → owner.
+    pub leases: BTreeMap<String, String>,
+}
+
+fn clock_dump(s: &SimState) -> ClockDump {
+    ClockDump {
+        now: s.now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        time_scale: s.time_scale(),
+    }
+}
+
+async fn requests(State(s): State<SimState>) -> Json<RequestCounts> {
+    Json(s.request_counts())
+}
+
+async fn reset_requests(State(s): State<SimState>) -> StatusCode {
+    s.reset_request_counts();
+    StatusCode::NO_CONTENT
+}
+
+async fn images(State(s): State<SimState>) -> Json<serde_json::Value> {
+    s.with_world(|w, _| {
+        Json(serde_json::json!({"default": w.behaviors.default, "images": w.behaviors.images}))
+    })
+}
+
+async fn set_image(State(s): State<SimState>, body: Bytes) -> Result<Json<ImageChange>, SimError> {
+    let change: ImageChange = parse_required(&body)?;
+    if change.image.is_empty() {
+        return Err(SimError::BadRequest("image must not be empty".to_string()));
+    }
+    s.set_image_behavior(&change.image, change.behavior);
+    Ok(Json(change))
+}
+
+async fn advance(State(s): State<SimState>, body: Bytes) -> Result<Json<ClockDump>, SimError> {
+    let Advance { by } = parse_required(&body)?;
+    s.advance(by.0);
+    Ok(Json(clock_dump(&s)))
+}
+
+async fn clock(State(s): State<SimState>) -> Json<ClockDump> {
+    Json(clock_dump(&s))
+}
+
+async fn state(State(s): State<SimState>) -> Json<StateDump> {
+    let clock = clock_dump(&s);
+    s.with_world(|w, now| {
+        let b = &w.behaviors;
+        let apps = w
+            .apps
+            .values_mut()
+            .map(|a| {
+                let mut leases = BTreeMap::new();
+                let machines = a
+                    .machines
+                    .values_mut()
+                    .map(|m| {
+                        m.settle(now, b);
+                        if let Some(l) = m.active_lease(now) {
+                            leases.insert(m.id.clone(), l.owner.clone());
+                        }
+                        m.to_wire(now, b)
+                    })
+                    .collect();
+                AppDump {
+                    name: a.name.clone(),
+                    org: a.org.clone(),
+                    current_release: a.current_release().map(|r| r.version),
+                    releases: a
+                        .releases_newest_first(None)
+                        .into_iter()
+                        .map(|r| r.to_rest())
+                        .collect(),
+                    machines,
+                    leases,
+                }
+            })
+            .collect();
+        Json(StateDump {
+            clock,
+            default_behavior: b.default,
+            images: b.images.clone(),
+            apps,
+        })
+    })
+}

@@ -1,0 +1,553 @@
+//! Machines REST handlers (`/v1/apps/{app}…`, NOTES.md §2.1): apps, machines, wait,
+//! metadata, events (leases are in [`super::leases`]).
+//!
+//! Handlers translate HTTP into [`super::machine::SimMachine`] calls under the world lock and
+//! answer with the wire types of [`crate::fly::wire`]. Bodies are parsed leniently where
+//! fly-go is lenient (an empty body is allowed where Fly allows one; Content-Type is not
+//! required) and every error is Fly's `{"error": …}` JSON. Only `wait` awaits, polling the
+//! world every 20 ms of real time without holding the lock.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::auth::fly_api;
+use super::clock::DurationStr;
+use super::error::{SimError, parse_body, parse_required};
+use super::ids::machine_name;
+use super::leases::new_lease;
+use super::machine::SimMachine;
+use super::state::SimState;
+use crate::fly::wire::{App, Machine, MachineEvent, MachineRequest, WaitResponse};
+
+/// Header carrying a lease nonce on guarded calls.
+pub const NONCE_HEADER: &str = "fly-machine-lease-nonce";
+
+/// How often `wait` looks at the machine, real time.
+const WAIT_POLL: Duration = Duration::from_millis(20);
+
+pub(super) type Query_ = Query<Vec<(String, String)>>;
+type AppPath = Path<String>;
+pub(super) type MachinePath = Path<(String, String)>;
+
+/// The Machines API routes.
+pub fn routes(state: &SimState) -> Router<SimState> {
+    let m = "/v1/apps/{app}/machines/{id}";
+    Router::new()
+        .route(
+            "/v1/apps/{app}",
+            fly_api(state, "/v1/apps/{app}", get(get_app)),
+        )
+        .route(
+            "/v1/apps/{app}/machines",
+            fly_api(
+                state,
+                "/v1/apps/{app}/machines",
+                get(list_machines).post(create_machine),
+            ),
+        )
+        .route(
+            m,
+            fly_api(
+                state,
+                m,
+                get(get_machine)
+                    .post(update_machine)
+                    .delete(destroy_machine),
+            ),
+        )
+        .route(
+            "/v1/apps/{app}/machines/{id}/stop",
+            fly_api(state, "/v1/apps/{app}/machines/{id}/stop", post(stop)),
+        )
+        .route(
+            "/v1/apps/{app}/machines/{id}/start",
+            fly_api(state, "/v1/apps/{app}/machines/{id}/start", post(start)),
+        )
+        .route(
+            "/v1/apps/{app}/machines/{id}/restart",
+            fly_api(state, "/v1/apps/{app}/machines/{id}/restart", post(restart)),
+        )
+        .route(
+            "/v1/apps/{app}/machines/{id}/cordon",
+            fly_api(state, "/v1/apps/{app}/machines/{id}/cordon", post(cordon)),
+        )
+        .route(
+            "/v1/apps/{app}/machines/{id}/uncordon",
+            fly_api(
+                state,
+                "/v1/apps/{app}/machines/{id}/uncordon",
+                post(uncordon),
+            ),
+        )
+        .route(
+            "/v1/apps/{app}/machines/{id}/wait",
+            fly_api(state, "/v1/apps/{app}/machines/{id}/wait", get(wait)),
+        )
+        .route(
+            "/v1/apps/{app}/machines/{id}/metadata",
+            fly_api(
+                state,
+                "/v1/apps/{app}/machines/{id}/metadata",
+                get(get_metadata),
+            ),
+        )
+        .route(
+            "/v1/apps/{app}/machines/{id}/metadata/{key}",
+            fly_api(
+                state,
+                "/v1/apps/{app}/machines/{id}/metadata/{key}",
+                get(get_metadata_key)
+                    .post(set_metadata)
+                    .delete(delete_metadata),
+            ),
+        )
+        .route(
+            "/v1/apps/{app}/machines/{id}/events",
+            fly_api(state, "/v1/apps/{app}/machines/{id}/events", get(events)),
+        )
+}
+
+pub(super) fn nonce(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(NONCE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+pub(super) fn param<'a>(q: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    q.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+pub(super) fn flag(q: &[(String, String)], key: &str) -> bool {
+    param(q, key).is_some_and(|v| matches!(v, "" | "true" | "1" | "yes"))
+}
+
+fn ok() -> Json<Value> {
+    Json(json!({"ok": true}))
+}
+
+/// Refuses a mutation on a destroyed machine.
+pub(super) fn live(m: &SimMachine) -> Result<(), SimError> {
+    match m.state() {
+        "destroyed" | "destroying" => Err(SimError::Precondition(format!(
+            "failed_precondition: machine {} is {}",
+            m.id,
+            m.state()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+async fn get_app(State(s): State<SimState>, Path(app): AppPath) -> Result<Json<App>, SimError> {
+    s.with_world(|w, _| {
+        let a = w.app(&app)?;
+        Ok(Json(App {
+            id: a.name.clone(),
+            name: a.name.clone(),
+            status: a.status.clone(),
+            organization: json!({"name": a.org, "slug": a.org}),
+            machine_count: u32::try_from(a.live_machine_count()).unwrap_or(u32::MAX),
+        }))
+    })
+}
+
+async fn list_machines(
+    State(s): State<SimState>,
+    Path(app): AppPath,
+    Query(q): Query_,
+) -> Result<Json<Vec<Machine>>, SimError> {
+    let include_deleted = flag(&q, "include_deleted");
+    let region = param(&q, "region");
+    let states: Vec<&str> = q
+        .iter()
+        .filter(|(k, _)| k == "state")
+        .flat_map(|(_, v)| v.split(','))
+        .filter(|v| !v.is_empty())
+        .collect();
+    let wanted_meta: Vec<(&str, &str)> = q
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("metadata.")?, v.as_str())))
+        .collect();
+    s.with_world(|w, now| {
+        let b = &w.behaviors;
+        let a = w.apps.get_mut(&app).ok_or(SimError::AppNotFound)?;
+        let mut out = Vec::new();
+        for m in a.machines.values_mut() {
+            m.settle(now, b);
+            let keep = (include_deleted || m.state() != "destroyed")
+                && region.is_none_or(|r| r == m.region)
+                && (states.is_empty() || states.contains(&m.state()))
+                && wanted_meta
+                    .iter()
+                    .all(|(k, v)| m.config.metadata.get(*k).map(String::as_str) == Some(*v));
+            if keep {
+                out.push(m.to_wire(now, b));
+            }
+        }
+        Ok(Json(out))
+    })
+}
+
+async fn get_machine(
+    State(s): State<SimState>,
+    Path((app, id)): MachinePath,
+) -> Result<Json<Machine>, SimError> {
+    s.with_world(|w, now| {
+        let (m, b) = w.machine(&app, &id, now)?;
+        Ok(Json(m.to_wire(now, b)))
+    })
+}
+
+async fn create_machine(
+    State(s): State<SimState>,
+    Path(app): AppPath,
+    body: Bytes,
+) -> Result<Json<Machine>, SimError> {
+    let req: MachineRequest = parse_required(&body)?;
+    if req.config.image.is_empty() {
+        return Err(SimError::BadRequest(
+            "invalid config.image: an image is required".to_string(),
+        ));
+    }
+    s.with_world(|w, now| {
+        let id = w.new_machine_id();
+        let owner = w.lease_owner.clone();
+        let b = &w.behaviors;
+        let a = w.apps.get_mut(&app).ok_or(SimError::AppNotFound)?;
+        let region = req
+            .region
+            .clone()
+            .unwrap_or_else(|| a.primary_region.clone());
+        let name = req.name.clone().unwrap_or_else(|| machine_name(&id));
+        let mut m = SimMachine::launch(
+            id.clone(),
+            name,
+            region,
+            req.config,
+            now,
+            req.skip_launch,
+            b,
+        );
+        m.cordoned = req.skip_service_registration;
+        let mut nonce = None;
+        if let Some(ttl) = req.lease_ttl.filter(|t| *t > 0) {
+            let lease = new_lease(&m, owner, String::new(), ttl, now);
+            nonce = Some(lease.nonce.clone());
+            m.lease = Some(lease);
+        }
+        let mut wire = m.to_wire(now, b);
+        wire.nonce = nonce;
+        a.machines.insert(id, m);
+        Ok(Json(wire))
+    })
+}
+
+async fn update_machine(
+    State(s): State<SimState>,
+    Path((app, id)): MachinePath,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Machine>, SimError> {
+    let req: MachineRequest = parse_required(&body)?;
+    if req.config.image.is_empty() {
+        return Err(SimError::BadRequest(
+            "invalid config.image: an image is required".to_string(),
+        ));
+    }
+    s.with_world(|w, now| {
+        let (m, b) = w.machine(&app, &id, now)?;
+        live(m)?;
+        m.guard(nonce(&headers), now)?;
+        if let Some(v) = req
+            .current_version
+            .as_deref()
+            .filter(|v| *v != m.instance_id)
+        {
+            return Err(SimError::Precondition(format!(
+                "failed_precondition: current_version {v} does not match machine version {}",
+                m.instance_id
+            )));
+        }
+        m.update(req.config, req.skip_launch, now, b);
+        Ok(Json(m.to_wire(now, b)))
+    })
+}
+
+/// Checks a stop body: absent, `null` or an object (fly-go sends
+/// `{"id":…,"signal":…,"timeout":"0s"}`, signals as names or numbers; the simulator does not
+/// use them). Anything else is Fly's 400 (superfly/docs#2187).
+fn check_stop_body(body: &[u8]) -> Result<(), SimError> {
+    let value: Value = parse_body(body)?;
+    let kind = match value {
+        Value::Null | Value::Object(_) => return Ok(()),
+        Value::Array(_) => "array",
+        Value::String(_) => "string",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "bool",
+    };
+    Err(SimError::BadRequest(format!(
+        "json: cannot unmarshal {kind} into Go value of type main.stopRequest"
+    )))
+}
+
+async fn stop(
+    State(s): State<SimState>,
+    Path((app, id)): MachinePath,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, SimError> {
+    check_stop_body(&body)?;
+    s.with_world(|w, now| {
+        let (m, b) = w.machine(&app, &id, now)?;
+        live(m)?;
+        m.guard(nonce(&headers), now)?;
+        m.stop(now, b);
+        Ok(ok())
+    })
+}
+
+/// Response of `POST …/start` (docs; not in `fly::wire`).
+#[derive(Debug, Serialize)]
+struct StartResponse {
+    previous_state: String,
+    migrated: bool,
+    new_host: String,
+}
+
+async fn start(
+    State(s): State<SimState>,
+    Path((app, id)): MachinePath,
+    headers: HeaderMap,
+) -> Result<Json<StartResponse>, SimError> {
+    s.with_world(|w, now| {
+        let (m, b) = w.machine(&app, &id, now)?;
+        live(m)?;
+        m.guard(nonce(&headers), now)?;
+        let previous_state = m.start(now, b)?;
+        Ok(Json(StartResponse {
+            previous_state,
+            migrated: false,
+            new_host: String::new(),
+        }))
+    })
+}
+
+async fn restart(
+    State(s): State<SimState>,
+    Path((app, id)): MachinePath,
+    headers: HeaderMap,
+) -> Result<Json<Value>, SimError> {
+    s.with_world(|w, now| {
+        let (m, b) = w.machine(&app, &id, now)?;
+        live(m)?;
+        m.guard(nonce(&headers), now)?;
+        m.restart(now, b)?;
+        Ok(ok())
+    })
+}
+
+async fn cordon(s: State<SimState>, p: MachinePath, h: HeaderMap) -> Result<Json<Value>, SimError> {
+    set_cordon(s, p, h, true)
+}
+
+async fn uncordon(
+    s: State<SimState>,
+    p: MachinePath,
+    h: HeaderMap,
+) -> Result<Json<Value>, SimError> {
+    set_cordon(s, p, h, false)
+}
+
+fn set_cordon(
+    State(s): State<SimState>,
+    Path((app, id)): MachinePath,
+    headers: HeaderMap,
+    cordoned: bool,
+) -> Result<Json<Value>, SimError> {
+    s.with_world(|w, now| {
+        let (m, _) = w.machine(&app, &id, now)?;
+        live(m)?;
+        m.guard(nonce(&headers), now)?;
+        m.cordoned = cordoned;
+        m.updated_at = now;
+        Ok(ok())
+    })
+}
+
+async fn destroy_machine(
+    State(s): State<SimState>,
+    Path((app, id)): MachinePath,
+    headers: HeaderMap,
+    Query(q): Query_,
+) -> Result<Json<Value>, SimError> {
+    let force = flag(&q, "force") || flag(&q, "kill");
+    s.with_world(|w, now| {
+        let (m, b) = w.machine(&app, &id, now)?;
+        m.guard(nonce(&headers), now)?;
+        m.destroy(force, now, b)?;
+        Ok(ok())
+    })
+}
+
+/// States `wait` accepts (2024 spec plus the newer `failed`, `settled`, `created`).
+const WAIT_STATES: [&str; 7] = [
+    "started",
+    "stopped",
+    "suspended",
+    "destroyed",
+    "failed",
+    "settled",
+    "created",
+];
+
+async fn wait(
+    State(s): State<SimState>,
+    Path((app, id)): MachinePath,
+    Query(q): Query_,
+) -> Result<Json<WaitResponse>, SimError> {
+    let mut states: Vec<String> = q
+        .iter()
+        .filter(|(k, _)| k == "state")
+        .flat_map(|(_, v)| v.split(','))
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect();
+    if states.is_empty() {
+        states.push("started".to_string());
+    }
+    if let Some(bad) = states.iter().find(|s| !WAIT_STATES.contains(&s.as_str())) {
+        return Err(SimError::BadRequest(format!(
+            "invalid state {bad:?}; expected one of {}",
+            WAIT_STATES.join(", ")
+        )));
+    }
+    let timeout_s = match param(&q, "timeout") {
+        None | Some("") => 60,
+        Some(t) => t
+            .parse::<u64>()
+            .ok()
+            .or_else(|| DurationStr::parse(t).ok().map(|d| d.0.as_secs()))
+            .ok_or_else(|| SimError::BadRequest(format!("invalid timeout {t:?}; give seconds")))?,
+    }
+    .clamp(1, 60);
+    let version = param(&q, "version")
+        .or_else(|| param(&q, "instance_id"))
+        .map(str::to_string);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout_s);
+    loop {
+        let reached = s.with_world(|w, now| {
+            let (m, _) = w.machine(&app, &id, now)?;
+            if let Some(v) = version.as_deref().filter(|v| *v != m.instance_id) {
+                return Err(SimError::Precondition(format!(
+                    "failed_precondition: version {v} is not the machine's current version {}",
+                    m.instance_id
+                )));
+            }
+            let state = m.state();
+            let settled = matches!(
+                state,
+                "started" | "stopped" | "suspended" | "destroyed" | "failed" | "created"
+            );
+            let hit = states
+                .iter()
+                .any(|want| want == state || (want == "settled" && settled));
+            Ok(hit.then(|| state.to_string()))
+        })?;
+        if let Some(state) = reached {
+            return Ok(Json(WaitResponse {
+                ok: true,
+                state: Some(state),
+            }));
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return Err(SimError::WaitTimeout {
+                states: states.join(","),
+                timeout_s,
+            });
+        }
+        tokio::time::sleep(WAIT_POLL.min(deadline - now)).await;
+    }
+}
+
+async fn get_metadata(
+    State(s): State<SimState>,
+    Path((app, id)): MachinePath,
+) -> Result<Json<BTreeMap<String, String>>, SimError> {
+    s.with_world(|w, now| {
+        let (m, _) = w.machine(&app, &id, now)?;
+        Ok(Json(m.config.metadata.clone()))
+    })
+}
+
+async fn get_metadata_key(
+    State(s): State<SimState>,
+    Path((app, id, key)): Path<(String, String, String)>,
+) -> Result<Json<Value>, SimError> {
+    s.with_world(|w, now| {
+        let (m, _) = w.machine(&app, &id, now)?;
+        match m.config.metadata.get(&key) {
+            Some(v) => Ok(Json(json!({"value": v}))),
+            None => Err(SimError::MetadataNotFound),
+        }
+    })
+}
+
+/// Body of `POST …/metadata/{key}`.
+#[derive(Debug, Deserialize)]
+struct MetadataValue {
+    value: String,
+}
+
+async fn set_metadata(
+    State(s): State<SimState>,
+    Path((app, id, key)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Result<StatusCode, SimError> {
+    let MetadataValue { value } = parse_required(&body)?;
+    s.with_world(|w, now| {
+        let (m, _) = w.machine(&app, &id, now)?;
+        live(m)?;
+        m.config.metadata.insert(key, value);
+        Ok(StatusCode::NO_CONTENT)
+    })
+}
+
+async fn delete_metadata(
+    State(s): State<SimState>,
+    Path((app, id, key)): Path<(String, String, String)>,
+) -> Result<StatusCode, SimError> {
+    s.with_world(|w, now| {
+        let (m, _) = w.machine(&app, &id, now)?;
+        live(m)?;
+        m.config.metadata.remove(&key);
+        Ok(StatusCode::NO_CONTENT)
+    })
+}
+
+async fn events(
+    State(s): State<SimState>,
+    Path((app, id)): MachinePath,
+    Query(q): Query_,
+) -> Result<Json<Vec<MachineEvent>>, SimError> {
+    let limit = match param(&q, "limit") {
+        None => 20,
+        Some(l) => l
+            .parse::<usize>()
+            .map_err(|_| SimError::BadRequest(format!("invalid limit {l:?}")))?,
+    }
+    .clamp(1, 50);
+    s.with_world(|w, now| {
+        let (m, _) = w.machine(&app, &id, now)?;
+        Ok(Json(m.events().iter().take(limit).cloned().collect()))
+    })
+}

@@ -1,0 +1,96 @@
+//! `opsctl validate` on the shipped manifests and on broken input (issue #2 step 3).
+
+mod common;
+
+use common::{opsctl, repo_root, text};
+
+#[test]
+fn shipped_manifests_are_valid() {
+    let out = opsctl()
+        .arg("validate")
+        .arg(repo_root().join("manifests"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("lowendinsight"));
+}
+
+fn validate_one(yaml: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.yaml"), yaml).unwrap();
+    let out = opsctl().arg("validate").arg(dir.path()).output().unwrap();
+    (out.status.code().unwrap(), text(&out))
+}
+
+const GOOD: &str = "apiVersion: opsctl.dev/v1alpha1
+kind: FlyApp
+metadata:
+  name: web
+spec:
+  image: registry.fly.io/web:v1
+  processGroups:
+    app:
+      regions: {iad: 1}
+  checks:
+    alive: {type: tcp, port: 8080}
+";
+
+#[test]
+fn a_broken_file_gives_file_line_column_and_exit_1() {
+    let cases = [
+        (
+            "unknown field",
+            GOOD.replace("  image:", "  imagee: x\n  image:"),
+            "6:",
+        ),
+        ("wrong type", GOOD.replace("{iad: 1}", "{iad: two}"), "9:"),
+        (
+            "unquoted no",
+            GOOD.replace(
+                "  processGroups:",
+                "  env:\n    DEBUG: no\n  processGroups:",
+            ),
+            "8:12:",
+        ),
+        (
+            "duplicate key",
+            GOOD.replace(
+                "  processGroups:",
+                "  image: registry.fly.io/web:v2\n  processGroups:",
+            ),
+            "7:3:",
+        ),
+        ("tab", GOOD.replace("  name: web", "\tname: web"), "4:1:"),
+    ];
+    for (what, yaml, line) in cases {
+        let (code, shown) = validate_one(&yaml);
+        assert_eq!(code, 1, "{what}: {shown}");
+        assert!(
+            shown.contains(&format!("app.yaml:{line}")),
+            "{what}: expected app.yaml:{line}… in\n{shown}"
+        );
+    }
+    let (code, shown) = validate_one(GOOD);
+    assert_eq!(code, 0, "{shown}");
+}
+
+#[test]
+fn json_output_lists_errors_with_positions() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app.yaml"),
+        GOOD.replace("{iad: 1}", "{iad: two}"),
+    )
+    .unwrap();
+    let out = opsctl()
+        .arg("validate")
+        .arg(dir.path())
+        .args(["-o", "json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kind"], "validation");
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["errors"][0]["line"], 9);
+}

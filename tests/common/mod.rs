@@ -1,0 +1,239 @@
+//! Shared harness for the integration tests: the real `opsctl` binary, a simulator started
+//! with `opsctl sim serve`, a temporary state and manifests directory.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const OLD: &str = "registry.fly.io/lowendinsight:deployment-OLD";
+pub const NEW: &str = "registry.fly.io/lowendinsight:deployment-NEW";
+pub const BAD: &str = "registry.fly.io/lowendinsight:deployment-BAD";
+pub const M1: &str = "148ed193b95d89";
+pub const M2: &str = "3d8d413b29d089";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A command for the real binary, with no inherited Fly settings.
+pub fn opsctl() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_opsctl"));
+    c.env_remove("OPSCTL_FLY")
+        .env_remove("OPSCTL_MANIFESTS")
+        .env_remove("OPSCTL_STATE")
+        .env("NO_COLOR", "1");
+    c
+}
+
+pub fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// A running `opsctl sim serve`; killed on drop.
+pub struct Sim {
+    child: Child,
+    pub url: String,
+}
+
+impl Sim {
+    pub fn start() -> Self {
+        Self::start_with(&repo_root().join("examples/sim/lowendinsight.yaml"))
+    }
+
+    pub fn start_with(scenario: &Path) -> Self {
+        let mut child = opsctl()
+            .args(["sim", "serve", "--addr", "127.0.0.1:0", "--scenario"])
+            .arg(scenario)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn opsctl sim serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read sim banner");
+        let url = line
+            .split_whitespace()
+            .last()
+            .expect("url in banner")
+            .to_owned();
+        assert!(url.starts_with("http://127.0.0.1:"), "banner: {line}");
+        Self { child, url }
+    }
+
+    pub fn get(&self, path: &str) -> serde_json::Value {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            reqwest::Client::new()
+                .get(format!("{}{path}", self.url))
+                .bearer_auth("test-token")
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        })
+    }
+
+    /// Images of the app's machines, by id.
+    pub fn images(&self) -> Vec<(String, String)> {
+        let machines = self.get("/v1/apps/lowendinsight/machines");
+        let mut v: Vec<(String, String)> = machines
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["id"].as_str().unwrap().to_owned(),
+                    m["config"]["image"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Request counts by route template.
+    pub fn requests(&self) -> serde_json::Value {
+        self.get("/__sim/requests")
+    }
+
+    /// How often one route (e.g. `POST /v1/apps/{app}/machines/{id}`) was called.
+    pub fn count(&self, route: &str) -> u64 {
+        self.requests()["endpoints"][route].as_u64().unwrap_or(0)
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A workspace: a manifests dir holding the shipped LowEndInsight manifest with `image`
+/// (and a short `failAfter`), and a state dir.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    pub fn new(image: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
+        let ws = Self { dir };
+        ws.write_manifest(image);
+        ws
+    }
+
+    pub fn manifests(&self) -> PathBuf {
+        self.dir.path().join("manifests")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn write_manifest(&self, image: &str) {
+        std::fs::write(self.manifests().join("lowendinsight.yaml"), manifest(image)).unwrap();
+    }
+
+    /// `opsctl` with --manifests, --state and --fly set, and a token.
+    pub fn opsctl(&self, sim: &Sim) -> Command {
+        let mut c = opsctl();
+        c.arg("--manifests")
+            .arg(self.manifests())
+            .arg("--state")
+            .arg(self.state())
+            .args(["--fly", &sim.url]);
+        c.env("FLY_API_TOKEN", "test-token");
+        c
+    }
+}
+
+/// The shipped manifest with another image and `failAfter: 2s` (tests stay quick).
+pub fn manifest(image: &str) -> String {
+    let shipped =
+        std::fs::read_to_string(repo_root().join("manifests/lowendinsight.yaml")).unwrap();
+    let mut out = String::new();
+    for line in shipped.lines() {
+        let trimmed = line.trim_start();
+        let indent = &line[..line.len() - trimmed.len()];
+        if trimmed.starts_with("image:") {
+            out.push_str(&format!("{indent}image: {image}\n"));
+        } else if trimmed.starts_with("failAfter:") {
+            continue;
+        } else if trimmed.starts_with("strategy:") {
+            out.push_str(line);
+            out.push('\n');
+            out.push_str(&format!("{indent}failAfter: 2s\n"));
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    assert!(
+        out.contains("failAfter: 2s"),
+        "manifest has a deploy.strategy line"
+    );
+    out
+}
+
+/// Lines a child writes to stderr, collected in the background.
+#[derive(Clone, Default)]
+pub struct Lines(Arc<Mutex<Vec<String>>>);
+
+impl Lines {
+    pub fn collect(child: &mut Child) -> Self {
+        let lines = Self::default();
+        let stderr = child.stderr.take().expect("stderr piped");
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.0.lock().unwrap().push(line);
+            }
+        });
+        lines
+    }
+
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if self.0.lock().unwrap().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn all(&self) -> String {
+        self.0.lock().unwrap().join("\n")
+    }
+}
+
+/// Poll `f` every 20 ms until it returns `Some`, or `timeout`.
+pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if start.elapsed() > timeout {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,121 @@
+//! `opsctl run` reacts to commits in the manifests checkout (issue #2 step 7): it rolls out a
+//! changed image soon after the commit, records the commit SHA, keeps acting on the last valid
+//! manifest set when a broken one is committed, and stops cleanly on SIGTERM.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Lines, NEW, OLD, Sim, Workspace, eventually, manifest, opsctl};
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn deploys(state: &Path) -> Vec<serde_json::Value> {
+    let out = opsctl()
+        .arg("--state")
+        .arg(state)
+        .args(["history", "-o", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["deploys"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_commit_triggers_a_rollout_recorded_with_its_sha() {
+    let sim = Sim::start();
+    // The checkout starts on the image Fly already runs: nothing to do at start-up.
+    let ws = Workspace::new(OLD);
+    let repo = ws.manifests();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "LowEndInsight on OLD"]);
+
+    let mut child = ws
+        .opsctl(&sim)
+        .args(["run", "--resync", "1h", "--poll", "100ms"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Lines::collect(&mut child);
+    assert!(
+        lines.wait_for("reconciler started", Duration::from_secs(20)),
+        "{}",
+        lines.all()
+    );
+
+    // A broken commit is rejected whole; nothing is deployed.
+    std::fs::write(
+        repo.join("lowendinsight.yaml"),
+        manifest(NEW).replace("processGroups:", "processGroupz:"),
+    )
+    .unwrap();
+    git(&repo, &["commit", "-q", "-am", "typo"]);
+    assert!(
+        lines.wait_for("lowendinsight.yaml:", Duration::from_secs(10)),
+        "error names the file: {}",
+        lines.all()
+    );
+    assert!(
+        lines.wait_for("acting on the last valid set", Duration::from_secs(5)),
+        "{}",
+        lines.all()
+    );
+    assert!(
+        deploys(&ws.state()).is_empty(),
+        "the last valid set is in sync: no deploy"
+    );
+
+    // A good commit that changes the image is rolled out.
+    std::fs::write(repo.join("lowendinsight.yaml"), manifest(NEW)).unwrap();
+    git(&repo, &["commit", "-q", "-am", "deploy NEW"]);
+    let committed = Instant::now();
+    let sha = git(&repo, &["rev-parse", "HEAD"]);
+    let started = eventually(Duration::from_secs(10), || {
+        deploys(&ws.state())
+            .into_iter()
+            .find(|d| d["commit"] == sha.as_str())
+            .map(|_| committed.elapsed())
+    })
+    .unwrap_or_else(|| panic!("no deploy recorded for {sha}: {}", lines.all()));
+    eprintln!("commit → deploy record: {started:?}");
+    assert!(started < Duration::from_secs(5), "reacted in {started:?}");
+
+    let done = eventually(Duration::from_secs(30), || {
+        deploys(&ws.state())
+            .into_iter()
+            .find(|d| d["commit"] == sha.as_str() && d["status"] != "in_progress")
+    })
+    .expect("deploy finished");
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["trigger"], "reconcile");
+    assert!(sim.images().iter().all(|(_, image)| image == NEW));
+
+    // SIGTERM stops it cleanly.
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = eventually(Duration::from_secs(10), || child.try_wait().unwrap())
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "exit status {status:?}: {}", lines.all());
+    assert!(lines.wait_for("reconciler stopped", Duration::from_secs(1)));
+}
