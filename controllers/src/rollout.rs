@@ -95,7 +95,9 @@ pub fn batch_size(max: MaxUnavailable, n: usize) -> usize {
 /// Rolling (flyctl, NOTES.md §6.3): per process group in name order, machines sorted by id;
 /// running machines first, the first one alone ("spearhead"), then the rest in batches of
 /// [`batch_size`]; machines not running last, updated with `skip_launch` and no wait, so a bad
-/// image is caught before they are touched. Immediate: one batch, no waits.
+/// image is caught before they are touched. A group with no running machine (autostopped)
+/// gets its first machine started and verified, so every group is verified (BUG-07).
+/// Immediate: one batch, no waits.
 ///
 /// # Errors
 /// [`PlanError::StrategyNotImplemented`] for canary and bluegreen.
@@ -132,6 +134,23 @@ pub fn plan(
                             steps: chunk.iter().map(|m| step(m, true)).collect(),
                         });
                     }
+                }
+                let mut cold = cold.as_slice();
+                if warm.is_empty()
+                    && let Some((first, rest)) = cold.split_first()
+                {
+                    // Nothing of this group runs (autostop, case BUG-07): start one machine
+                    // on the new version so its checks are observed; a release is verified
+                    // only when at least one machine per group passed them.
+                    let verify = MachineStep {
+                        skip_launch: false,
+                        wait_healthy: true,
+                        ..step(first, false)
+                    };
+                    batches.push(Batch {
+                        steps: vec![verify],
+                    });
+                    cold = rest;
                 }
                 if !cold.is_empty() {
                     batches.push(Batch {

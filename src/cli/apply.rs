@@ -40,13 +40,8 @@ pub async fn exec(args: ApplyArgs, global: &Global) -> anyhow::Result<ExitCode> 
             let _ = stop_tx.send(true);
         }
     });
-    let deployer = Deployer {
-        client: target.client.clone(),
-        store,
-        clock: Arc::new(SystemClock),
-        poll: Duration::from_millis(500),
-        stop,
-    };
+    let mut deployer = Deployer::new(target.client.clone(), store, Arc::new(SystemClock), stop);
+    deployer.poll = Duration::from_millis(500);
     let commit = git::head_commit(&global.manifests).await;
     let mut results = Vec::new();
     let mut ok = true;

@@ -48,13 +48,8 @@ pub async fn exec(_args: DemoArgs, global: &Global) -> anyhow::Result<ExitCode> 
     }
     let store = Arc::new(RecordStore::open_write(&state)?);
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    let deployer = Deployer {
-        client: client.clone(),
-        store: store.clone(),
-        clock: Arc::new(SystemClock),
-        poll: Duration::from_millis(200),
-        stop,
-    };
+    let mut deployer = Deployer::new(client.clone(), store.clone(), Arc::new(SystemClock), stop);
+    deployer.poll = Duration::from_millis(200);
     let set = load_str("manifests/lowendinsight.yaml".as_ref(), MANIFEST)
         .map_err(|e| anyhow::anyhow!("the shipped manifest is invalid: {:?}", e.diagnostics))?;
     let Some(mut good) = set.apps.into_iter().next() else {

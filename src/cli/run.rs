@@ -35,13 +35,13 @@ pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
         tracing::info!("stop requested: finishing the current step");
         let _ = stop_tx.send(true);
     });
-    let deployer = Deployer {
-        client: target.client.clone(),
+    let mut deployer = Deployer::new(
+        target.client.clone(),
         store,
-        clock: Arc::new(SystemClock),
-        poll: args.poll.get().max(Duration::from_millis(50)),
-        stop: stop.clone(),
-    };
+        Arc::new(SystemClock),
+        stop.clone(),
+    );
+    deployer.poll = args.poll.get().max(Duration::from_millis(50));
     Reconciler::new(global.manifests.clone(), deployer, args.resync.get())
         .run(stop)
         .await?;

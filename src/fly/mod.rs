@@ -1,8 +1,13 @@
-//! Talking to Fly: the HTTP client ([`client`]), the wire types it shares with the simulator
+//! Talking to Fly: the HTTP client ([`client`], [`releases`]), its transport (rate limits,
+//! retries; [`transport`]), errors ([`error`]), the wire types it shares with the simulator
 //! ([`wire`]), and the conversion of what Fly reports into domain observations ([`observe`]).
 
 pub mod client;
+pub mod error;
 pub mod observe;
+pub mod releases;
+pub(crate) mod transport;
 pub mod wire;
 
-pub use client::{Endpoints, FlyClient, FlyError, FlyErrorKind};
+pub use client::{Endpoints, FlyClient, MachineAction};
+pub use error::{FlyError, FlyErrorKind};

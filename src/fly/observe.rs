@@ -12,8 +12,8 @@ use opsctl_controllers::observed::{
     ObservedMachine, ObservedRelease,
 };
 
-use crate::fly::client::{FlyClient, FlyError};
 use crate::fly::wire::{self, META_PLATFORM_VERSION, META_PROCESS_GROUP, META_RELEASE_VERSION};
+use crate::fly::{FlyClient, FlyError};
 
 /// Observe one app: its machines (one list call) and its newest releases (one GraphQL call).
 ///

@@ -62,6 +62,62 @@ fn stopped_machines_go_last_and_stay_stopped() {
     assert!(last.skip_launch && !last.wait_healthy);
 }
 
+/// BUG-07 (shared/cases/README.md): autostopped machines are neither unhealthy nor proof. A
+/// group whose machines are all stopped gets one machine started and verified; the rest stay
+/// stopped.
+#[test]
+fn an_all_stopped_group_verifies_one_machine() {
+    let a = app(3, json!({}));
+    let stopped = |id: &str| ObservedMachine {
+        state: MachineState::Stopped,
+        ..machine(id)
+    };
+    let suspended = ObservedMachine {
+        state: MachineState::Suspended,
+        ..machine("m2")
+    };
+    let o = observed(vec![stopped("m0"), stopped("m1"), suspended]);
+    let p = plan(&a, &o, &diff(&a, &o)).unwrap();
+    assert_eq!(ids(&p), vec![vec!["m0"], vec!["m1", "m2"]]);
+    let verify = &p.batches[0].steps[0];
+    assert!(verify.wait_healthy && !verify.skip_launch, "{verify:?}");
+    assert!(
+        p.batches[1]
+            .steps
+            .iter()
+            .all(|s| s.skip_launch && !s.wait_healthy)
+    );
+}
+
+#[test]
+fn every_group_is_verified_by_at_least_one_machine() {
+    for running in 0..4usize {
+        for stopped in 0..4usize {
+            if running + stopped == 0 {
+                continue;
+            }
+            let a = app((running + stopped) as u32, json!({}));
+            let o = observed(
+                (0..running)
+                    .map(|i| machine(&format!("r{i}")))
+                    .chain((0..stopped).map(|i| ObservedMachine {
+                        state: MachineState::Stopped,
+                        ..machine(&format!("s{i}"))
+                    }))
+                    .collect(),
+            );
+            let p = plan(&a, &o, &diff(&a, &o)).unwrap();
+            assert!(
+                p.steps().any(|s| s.wait_healthy),
+                "running={running} stopped={stopped}"
+            );
+            assert_eq!(p.steps().count(), running + stopped);
+            let kept_stopped = stopped - usize::from(running == 0);
+            assert_eq!(p.steps().filter(|s| s.skip_launch).count(), kept_stopped);
+        }
+    }
+}
+
 #[test]
 fn immediate_is_one_batch_without_waits() {
     let p = plan_for(3, json!({"deploy": {"strategy": "immediate"}}));

@@ -14,31 +14,30 @@
 //! again automatically); leases are released on every path; a stop request is honoured
 //! between batches.
 
-use std::collections::BTreeMap;
+mod health;
+mod leases;
+mod update;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use opsctl_controllers::diff::{AppDiff, desired_size, diff, is_platform_env};
-use opsctl_controllers::observed::{CpuKind, MachineState};
-use opsctl_controllers::rollout::{self, Failure, MachineStep, RolloutPlan, Verdict, Watch, judge};
+use opsctl_controllers::diff::{AppDiff, diff};
+use opsctl_controllers::rollout::{self, Failure, MachineStep, RolloutPlan, Verdict};
 use opsctl_crds::FlyApp;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::fly::observe::{self, observe_app};
-use crate::fly::wire::{
-    self, META_PLATFORM_VERSION, META_PROCESS_GROUP, META_RELEASE_ID, META_RELEASE_VERSION,
-    MachineConfig, MachineRequest,
-};
-use crate::fly::{FlyClient, FlyError};
+use self::health::HealthWait;
+use self::leases::{Leases, release_all};
+use self::update::{Desired, Touched, UpdateCtx};
+use crate::fly::FlyClient;
+use crate::fly::FlyError;
+use crate::fly::observe::observe_app;
 use crate::records::{
     DeployRecord, DeployStatus, MachineOutcome, MachineResult, RecordStore, ReleaseRef,
     RollbackRecord, StepRecord, StoreError, Trigger,
 };
 use crate::runtime::clock::Clock;
-
-/// Lease TTL in seconds; refreshed every third of it while a deploy runs.
-const LEASE_TTL_SECS: u64 = 30;
 
 /// Why a deploy could not run or finish. A deploy that ran and failed is not an error: it is
 /// an [`Outcome::Deployed`] whose record says `failed`/`rolled_back`.
@@ -87,16 +86,28 @@ pub struct Deployer {
     pub poll: Duration,
     /// Becomes `true` when the process is asked to stop.
     pub stop: watch::Receiver<bool>,
-}
-
-/// A touched machine: its step and its config before the update (what a rollback restores:
-/// image *and* config).
-struct Touched {
-    step: MachineStep,
-    before: MachineConfig,
+    /// How long to wait for a lease someone else holds to expire before giving up.
+    pub lease_wait: Duration,
 }
 
 impl Deployer {
+    /// A deployer with the default health poll (500 ms) and lease wait (10 min).
+    pub fn new(
+        client: FlyClient,
+        store: Arc<RecordStore>,
+        clock: Arc<dyn Clock>,
+        stop: watch::Receiver<bool>,
+    ) -> Self {
+        Self {
+            client,
+            store,
+            clock,
+            poll: Duration::from_millis(500),
+            stop,
+            lease_wait: Duration::from_secs(600),
+        }
+    }
+
     /// Deploy `app` if its machines drifted. `commit` is the manifests' git commit, if any.
     ///
     /// # Errors
@@ -240,62 +251,19 @@ impl Deployer {
         let refresher = self.refresh_leases(&name, &leases);
         let outcome = self.roll(app, plan, &release, &leases, rec).await;
         refresher.abort();
-        for (machine, nonce) in &leases {
-            if let Err(e) = self.client.release_lease(&name, machine, nonce).await {
-                tracing::warn!(app = %name, machine = %machine, error = %e, "could not release lease; it expires in {LEASE_TTL_SECS}s");
-            }
-        }
+        release_all(&self.client, &name, &leases).await;
         outcome
     }
 
-    /// Lease every machine, or none: on a failure the leases taken are released.
-    async fn lease_all(
-        &self,
-        app: &str,
-        machines: &[String],
-    ) -> Result<BTreeMap<String, String>, FlyError> {
-        let mut leases = BTreeMap::new();
-        for m in machines {
-            match self
-                .client
-                .acquire_lease(app, m, LEASE_TTL_SECS, "opsctl deploy", None)
-                .await
-            {
-                Ok(lease) => {
-                    leases.insert(m.clone(), lease.nonce);
-                }
-                Err(e) => {
-                    for (m, nonce) in &leases {
-                        let _ = self.client.release_lease(app, m, nonce).await;
-                    }
-                    return Err(e);
-                }
-            }
+    fn health_wait(&self, app_name: &str, app: &FlyApp) -> HealthWait {
+        HealthWait {
+            client: self.client.clone(),
+            app: app_name.to_owned(),
+            clock: self.clock.clone(),
+            poll: self.poll,
+            deploy: app.spec.deploy.clone(),
+            stop: self.stop.clone(),
         }
-        Ok(leases)
-    }
-
-    fn refresh_leases(
-        &self,
-        app: &str,
-        leases: &BTreeMap<String, String>,
-    ) -> tokio::task::JoinHandle<()> {
-        let client = self.client.clone();
-        let app = app.to_owned();
-        let leases = leases.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(Duration::from_secs(LEASE_TTL_SECS / 3)).await;
-                for (m, nonce) in &leases {
-                    if let Err(e) = client
-                        .acquire_lease(&app, m, LEASE_TTL_SECS, "opsctl deploy", Some(nonce))
-                        .await
-                    {
-                        tracing::warn!(app = %app, machine = %m, error = %e, "lease refresh failed");
-                    }
-                }
-            }
-        })
     }
 
     fn finish(
@@ -326,7 +294,7 @@ impl Deployer {
         app: &FlyApp,
         plan: &RolloutPlan,
         release: &ReleaseRef,
-        leases: &BTreeMap<String, String>,
+        leases: &Leases,
         rec: &mut DeployRecord,
     ) -> Result<(), StoreError> {
         let name = rec.app.clone();
@@ -397,13 +365,7 @@ impl Deployer {
                 if !step.wait_healthy {
                     continue;
                 }
-                let w = HealthWait {
-                    client: self.client.clone(),
-                    app: name.clone(),
-                    clock: self.clock.clone(),
-                    poll: self.poll,
-                    deploy: app.spec.deploy.clone(),
-                };
+                let w = self.health_wait(&name, app);
                 checks.spawn(async move {
                     let v = w.until_decided(&step.machine, &version).await;
                     (step, v)
@@ -482,7 +444,7 @@ impl Deployer {
         &self,
         app: &FlyApp,
         release: &ReleaseRef,
-        leases: &BTreeMap<String, String>,
+        leases: &Leases,
         touched: Vec<Touched>,
         rec: &mut DeployRecord,
         reason: String,
@@ -540,13 +502,7 @@ impl Deployer {
             match ctx.restore(t, &rb_release).await {
                 Ok(version) => {
                     if t.step.wait_healthy {
-                        let w = HealthWait {
-                            client: self.client.clone(),
-                            app: name.clone(),
-                            clock: self.clock.clone(),
-                            poll: self.poll,
-                            deploy: app.spec.deploy.clone(),
-                        };
+                        let w = self.health_wait(&name, app);
                         match w.until_decided(&t.step.machine, &version).await {
                             Verdict::Healthy => {}
                             other => problems.push(format!("{}: {other:?}", t.step.machine)),
@@ -601,184 +557,4 @@ fn failure_reason(machine: &str, release: &ReleaseRef, failure: &Failure) -> Str
         "machine {machine} failed health on release v{}: {failure}",
         release.version
     )
-}
-
-/// What an updated machine's config should hold.
-struct Desired {
-    image: String,
-    env: BTreeMap<String, String>,
-    guest: Option<wire::Guest>,
-    group: String,
-    release: ReleaseRef,
-}
-
-impl Desired {
-    fn new(app: &FlyApp, group: &str, image: String, release: &ReleaseRef) -> Self {
-        let guest = desired_size(app, group).map(|g| wire::Guest {
-            cpu_kind: match g.cpu_kind {
-                CpuKind::Shared => "shared".into(),
-                CpuKind::Performance => "performance".into(),
-            },
-            cpus: g.cpus,
-            memory_mb: g.memory_mb,
-        });
-        Self {
-            image,
-            env: app.spec.env.clone(),
-            guest,
-            group: group.to_owned(),
-            release: release.clone(),
-        }
-    }
-
-    /// `current` with the desired image, env and size and the release metadata; every other
-    /// field (services, checks, mounts, unknown ones) kept as is.
-    fn apply(&self, current: &MachineConfig) -> MachineConfig {
-        let mut cfg = current.clone();
-        cfg.image = self.image.clone();
-        let platform: BTreeMap<String, String> = cfg
-            .env
-            .iter()
-            .filter(|(k, _)| is_platform_env(k))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        cfg.env = self.env.clone();
-        cfg.env.extend(platform);
-        if let Some(g) = &self.guest {
-            cfg.guest = Some(g.clone());
-        }
-        stamp(&mut cfg, &self.group, &self.release);
-        cfg
-    }
-}
-
-fn stamp(cfg: &mut MachineConfig, group: &str, release: &ReleaseRef) {
-    cfg.metadata
-        .insert(META_PLATFORM_VERSION.into(), "v2".into());
-    cfg.metadata
-        .insert(META_PROCESS_GROUP.into(), group.to_owned());
-    cfg.metadata
-        .insert(META_RELEASE_ID.into(), release.id.clone());
-    cfg.metadata
-        .insert(META_RELEASE_VERSION.into(), release.version.to_string());
-}
-
-struct UpdateCtx {
-    client: FlyClient,
-    app: String,
-    nonce: Option<String>,
-}
-
-impl UpdateCtx {
-    /// Update one machine; returns what was touched and the new version id.
-    async fn update(
-        self,
-        step: MachineStep,
-        desired: Desired,
-    ) -> Result<(Touched, String), (MachineStep, String)> {
-        let current = self
-            .client
-            .get_machine(&self.app, &step.machine)
-            .await
-            .map_err(|e| (step.clone(), e.to_string()))?;
-        let Some(before) = current.config.clone() else {
-            return Err((
-                step,
-                format!(
-                    "Fly did not return the config (host_status {}); not updating blind",
-                    current.host_status
-                ),
-            ));
-        };
-        let request = MachineRequest {
-            config: desired.apply(&before),
-            skip_launch: step.skip_launch,
-            current_version: Some(current.instance_id.clone()),
-            ..MachineRequest::default()
-        };
-        let updated = self
-            .client
-            .update_machine(&self.app, &step.machine, &request, self.nonce.as_deref())
-            .await
-            .map_err(|e| (step.clone(), e.to_string()))?;
-        Ok((Touched { step, before }, updated.instance_id))
-    }
-
-    /// Put the machine's previous config back, stamped with the rollback release.
-    async fn restore(&self, t: &Touched, release: &ReleaseRef) -> Result<String, FlyError> {
-        let mut cfg = t.before.clone();
-        stamp(&mut cfg, &t.step.group, release);
-        let request = MachineRequest {
-            config: cfg,
-            skip_launch: t.step.skip_launch,
-            ..MachineRequest::default()
-        };
-        let updated = self
-            .client
-            .update_machine(&self.app, &t.step.machine, &request, self.nonce.as_deref())
-            .await?;
-        Ok(updated.instance_id)
-    }
-}
-
-struct HealthWait {
-    client: FlyClient,
-    app: String,
-    clock: Arc<dyn Clock>,
-    poll: Duration,
-    deploy: opsctl_crds::flyapp::DeploySpec,
-}
-
-impl HealthWait {
-    /// Poll one machine until the controllers decide. Uses Fly's `wait` for `started`, then
-    /// `GET` for checks; a Fly that cannot be seen is `Waiting`, then `Blind`, never `Failed`.
-    async fn until_decided(&self, machine: &str, version: &str) -> Verdict {
-        let mut watch = Watch::new(self.clock.now());
-        loop {
-            let seen = match self.client.get_machine(&self.app, machine).await {
-                Ok(m) => Some(observe::machine(&m)),
-                Err(e) => {
-                    tracing::debug!(app = %self.app, machine, error = %e, "health poll failed");
-                    None
-                }
-            };
-            let (next, verdict) = judge(
-                watch,
-                seen.as_ref(),
-                version,
-                &self.deploy,
-                self.clock.now(),
-            );
-            watch = next;
-            match verdict {
-                Verdict::Waiting { reason } => {
-                    tracing::debug!(app = %self.app, machine, "waiting for {reason}");
-                    let starting = seen.as_ref().is_some_and(|m| {
-                        matches!(
-                            m.state,
-                            MachineState::Replacing
-                                | MachineState::Starting
-                                | MachineState::Created
-                        )
-                    });
-                    if starting {
-                        // Fly's wait returns as soon as the version is started (or 408).
-                        let _ = self
-                            .client
-                            .wait(
-                                &self.app,
-                                machine,
-                                version,
-                                "started",
-                                self.poll.max(Duration::from_secs(1)),
-                            )
-                            .await;
-                    } else {
-                        tokio::time::sleep(self.poll).await;
-                    }
-                }
-                decided => return decided,
-            }
-        }
-    }
 }

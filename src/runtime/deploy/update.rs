@@ -1,0 +1,144 @@
+//! Building the config an updated machine gets, and sending the update or the restore.
+//!
+//! An update replaces the whole config (NOTES.md §2.1), so the new config is the current one
+//! with only what the manifest manages changed (image, env, size) and the release metadata
+//! stamped; everything else (services, checks, mounts, fields Fly added later) is kept.
+
+use std::collections::BTreeMap;
+
+use opsctl_controllers::diff::{desired_size, is_platform_env};
+use opsctl_controllers::observed::CpuKind;
+use opsctl_controllers::rollout::MachineStep;
+use opsctl_crds::FlyApp;
+
+use crate::fly::wire::{
+    self, META_PLATFORM_VERSION, META_PROCESS_GROUP, META_RELEASE_ID, META_RELEASE_VERSION,
+    MachineConfig, MachineRequest,
+};
+use crate::fly::{FlyClient, FlyError};
+use crate::records::ReleaseRef;
+
+/// A touched machine: its step and its config before the update (what a rollback restores:
+/// image *and* config).
+pub(super) struct Touched {
+    pub step: MachineStep,
+    pub before: MachineConfig,
+}
+
+/// What an updated machine's config should hold.
+pub(super) struct Desired {
+    image: String,
+    env: BTreeMap<String, String>,
+    guest: Option<wire::Guest>,
+    group: String,
+    release: ReleaseRef,
+}
+
+impl Desired {
+    pub fn new(app: &FlyApp, group: &str, image: String, release: &ReleaseRef) -> Self {
+        let guest = desired_size(app, group).map(|g| wire::Guest {
+            cpu_kind: match g.cpu_kind {
+                CpuKind::Shared => "shared".into(),
+                CpuKind::Performance => "performance".into(),
+            },
+            cpus: g.cpus,
+            memory_mb: g.memory_mb,
+        });
+        Self {
+            image,
+            env: app.spec.env.clone(),
+            guest,
+            group: group.to_owned(),
+            release: release.clone(),
+        }
+    }
+
+    /// `current` with the desired image, env and size and the release metadata; every other
+    /// field (services, checks, mounts, unknown ones) kept as is.
+    pub fn apply(&self, current: &MachineConfig) -> MachineConfig {
+        let mut cfg = current.clone();
+        cfg.image = self.image.clone();
+        let platform: BTreeMap<String, String> = cfg
+            .env
+            .iter()
+            .filter(|(k, _)| is_platform_env(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        cfg.env = self.env.clone();
+        cfg.env.extend(platform);
+        if let Some(g) = &self.guest {
+            cfg.guest = Some(g.clone());
+        }
+        stamp(&mut cfg, &self.group, &self.release);
+        cfg
+    }
+}
+
+fn stamp(cfg: &mut MachineConfig, group: &str, release: &ReleaseRef) {
+    cfg.metadata
+        .insert(META_PLATFORM_VERSION.into(), "v2".into());
+    cfg.metadata
+        .insert(META_PROCESS_GROUP.into(), group.to_owned());
+    cfg.metadata
+        .insert(META_RELEASE_ID.into(), release.id.clone());
+    cfg.metadata
+        .insert(META_RELEASE_VERSION.into(), release.version.to_string());
+}
+
+pub(super) struct UpdateCtx {
+    pub client: FlyClient,
+    pub app: String,
+    pub nonce: Option<String>,
+}
+
+impl UpdateCtx {
+    /// Update one machine; returns what was touched and the new version id.
+    pub async fn update(
+        self,
+        step: MachineStep,
+        desired: Desired,
+    ) -> Result<(Touched, String), (MachineStep, String)> {
+        let current = self
+            .client
+            .get_machine(&self.app, &step.machine)
+            .await
+            .map_err(|e| (step.clone(), e.to_string()))?;
+        let Some(before) = current.config.clone() else {
+            return Err((
+                step,
+                format!(
+                    "Fly did not return the config (host_status {}); not updating blind",
+                    current.host_status
+                ),
+            ));
+        };
+        let request = MachineRequest {
+            config: desired.apply(&before),
+            skip_launch: step.skip_launch,
+            current_version: Some(current.instance_id.clone()),
+            ..MachineRequest::default()
+        };
+        let updated = self
+            .client
+            .update_machine(&self.app, &step.machine, &request, self.nonce.as_deref())
+            .await
+            .map_err(|e| (step.clone(), e.to_string()))?;
+        Ok((Touched { step, before }, updated.instance_id))
+    }
+
+    /// Put the machine's previous config back, stamped with the rollback release.
+    pub async fn restore(&self, t: &Touched, release: &ReleaseRef) -> Result<String, FlyError> {
+        let mut cfg = t.before.clone();
+        stamp(&mut cfg, &t.step.group, release);
+        let request = MachineRequest {
+            config: cfg,
+            skip_launch: t.step.skip_launch,
+            ..MachineRequest::default()
+        };
+        let updated = self
+            .client
+            .update_machine(&self.app, &t.step.machine, &request, self.nonce.as_deref())
+            .await?;
+        Ok(updated.instance_id)
+    }
+}
