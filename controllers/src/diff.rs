@@ -89,6 +89,14 @@ pub enum Change {
         /// Desired machines.
         desired: u32,
     },
+    /// Machines of one group run different images (case BUG-08: an interrupted or
+    /// overlapping rollout). Reported beside the per-machine image changes that converge it.
+    MixedImages {
+        /// Process group.
+        group: String,
+        /// Image → machine ids running it.
+        images: BTreeMap<String, Vec<String>>,
+    },
     /// Managed machines run a process group the manifest does not declare.
     UndeclaredGroup {
         /// Process group.
@@ -105,7 +113,9 @@ impl Change {
             Change::Image { machine, .. }
             | Change::Env { machine, .. }
             | Change::Size { machine, .. } => Some(machine),
-            Change::Count { .. } | Change::UndeclaredGroup { .. } => None,
+            Change::Count { .. } | Change::MixedImages { .. } | Change::UndeclaredGroup { .. } => {
+                None
+            }
         }
     }
 }
@@ -166,6 +176,20 @@ pub fn diff(app: &FlyApp, observed: &ObservedApp) -> AppDiff {
                     desired,
                 });
             }
+        }
+        let mut images: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for m in &machines {
+            images
+                .entry(m.image.clone())
+                .or_default()
+                .push(m.id.clone());
+        }
+        if images.len() > 1 {
+            images.values_mut().for_each(|ids| ids.sort());
+            changes.push(Change::MixedImages {
+                group: group.clone(),
+                images,
+            });
         }
         let size = desired_size(app, group);
         let mut sorted = machines;

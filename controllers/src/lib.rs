@@ -10,9 +10,11 @@
 //! - [`observed`]: what Fly reported, in domain terms (no Fly spellings).
 //! - [`diff`]: desired vs observed → drift.
 //! - [`rollout`]: the rolling plan, per-machine health verdicts, and the rollback decision.
+//! - [`history`]: decisions from past deploys: pinned-out images, pauses, rollback targets.
 #![warn(missing_docs)]
 
 pub mod diff;
+pub mod history;
 pub mod observed;
 pub mod rollout;
 

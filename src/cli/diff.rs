@@ -115,6 +115,13 @@ pub fn render(d: &AppDiff) -> String {
                     "{sign} group {group} in {region}: {observed} → {desired} machine(s) (scaling is not applied automatically)"
                 )
             }
+            Change::MixedImages { group, images } => {
+                let parts: Vec<String> = images
+                    .iter()
+                    .map(|(image, ids)| format!("{image} on {}", ids.join(", ")))
+                    .collect();
+                format!("! group {group} runs mixed images: {}", parts.join("; "))
+            }
             Change::UndeclaredGroup { group, machines } => {
                 format!(
                     "? group {group} is not in the manifest: machines {}",

@@ -21,7 +21,7 @@ use crate::fly::{FlyClient, FlyError};
 /// [`FlyError`] from either call; `Unavailable` means "could not see", never "unhealthy".
 pub async fn observe_app(client: &FlyClient, app: &str) -> Result<ObservedApp, FlyError> {
     let machines = client.list_machines(app).await?;
-    let releases = client.list_releases(app, 25).await?;
+    let releases = observe_releases(client, app).await?;
     let mut machines: Vec<ObservedMachine> = machines
         .iter()
         .filter(|m| m.state != "destroyed")
@@ -31,16 +31,29 @@ pub async fn observe_app(client: &FlyClient, app: &str) -> Result<ObservedApp, F
     Ok(ObservedApp {
         name: app.to_owned(),
         machines,
-        releases: releases
-            .into_iter()
-            .map(|r| ObservedRelease {
-                id: r.id,
-                version: r.version,
-                status: r.status,
-                image: r.image_ref,
-            })
-            .collect(),
+        releases,
     })
+}
+
+/// The newest 25 releases of `app`, newest first.
+///
+/// # Errors
+/// [`FlyError`].
+pub async fn observe_releases(
+    client: &FlyClient,
+    app: &str,
+) -> Result<Vec<ObservedRelease>, FlyError> {
+    Ok(client
+        .list_releases(app, 25)
+        .await?
+        .into_iter()
+        .map(|r| ObservedRelease {
+            id: r.id,
+            version: r.version,
+            status: r.status,
+            image: r.image_ref,
+        })
+        .collect())
 }
 
 /// Convert one wire machine.

@@ -50,6 +50,26 @@ pub struct DeployRecord {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+impl DeployRecord {
+    /// The record as the controllers' history sees it.
+    pub fn past(&self) -> opsctl_controllers::history::PastDeploy {
+        use opsctl_controllers::history::PastOutcome;
+        opsctl_controllers::history::PastDeploy {
+            id: self.id.clone(),
+            image: self.image.clone(),
+            outcome: match self.status {
+                DeployStatus::InProgress => PastOutcome::InProgress,
+                DeployStatus::Succeeded => PastOutcome::Succeeded,
+                DeployStatus::Failed => PastOutcome::Failed,
+                DeployStatus::RolledBack => PastOutcome::RolledBack,
+                DeployStatus::RollbackFailed => PastOutcome::RollbackFailed,
+                DeployStatus::Halted => PastOutcome::Halted,
+            },
+            at: self.started_at,
+        }
+    }
+}
+
 /// Status of a deploy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -138,3 +138,30 @@ fn diff_of_identical_state_is_empty_for_any_machine_count() {
         );
     }
 }
+
+/// BUG-08 (shared/cases/README.md): mixed images are reported as such, and only the machine
+/// that lags behind the manifest is converged.
+#[test]
+fn mixed_images_are_reported_and_converged_forward() {
+    let d = diff(
+        &app(3, json!({})),
+        &observed(vec![machine("m1"), in_sync("m2"), in_sync("m3")]),
+    );
+    let expected: BTreeMap<String, Vec<String>> = [
+        (OLD.to_owned(), vec!["m1".to_owned()]),
+        (NEW.to_owned(), vec!["m2".to_owned(), "m3".to_owned()]),
+    ]
+    .into_iter()
+    .collect();
+    assert!(
+        d.changes.contains(&Change::MixedImages {
+            group: "app".into(),
+            images: expected
+        }),
+        "{d:?}"
+    );
+    assert_eq!(
+        d.machines_to_update().into_iter().collect::<Vec<_>>(),
+        vec!["m1"]
+    );
+}

@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opsctl_controllers::diff::{AppDiff, diff};
+use opsctl_controllers::history::{PastDeploy, RollbackChoice, may_deploy, rollback_choice};
 use opsctl_controllers::rollout::{self, Failure, MachineStep, RolloutPlan, Verdict};
 use opsctl_crds::FlyApp;
 use tokio::sync::watch;
@@ -32,7 +33,7 @@ use self::leases::{Leases, release_all};
 use self::update::{Desired, Touched, UpdateCtx};
 use crate::fly::FlyClient;
 use crate::fly::FlyError;
-use crate::fly::observe::observe_app;
+use crate::fly::observe::{observe_app, observe_releases};
 use crate::records::{
     DeployRecord, DeployStatus, MachineOutcome, MachineResult, RecordStore, ReleaseRef,
     RollbackRecord, StepRecord, StoreError, Trigger,
@@ -132,20 +133,15 @@ impl Deployer {
         if plan.is_empty() {
             return Ok(Outcome::NothingToDo(drift));
         }
-        if let Some(bad) = self.store.deploys(Some(&name))?.into_iter().find(|r| {
-            r.image == plan.image
-                && matches!(
-                    r.status,
-                    DeployStatus::RolledBack | DeployStatus::RollbackFailed
-                )
-        }) {
+        let history: Vec<PastDeploy> = self
+            .store
+            .deploys(Some(&name))?
+            .iter()
+            .map(DeployRecord::past)
+            .collect();
+        if let Err(block) = may_deploy(&history, &plan.image, trigger == Trigger::Apply) {
             return Ok(Outcome::Blocked {
-                reason: format!(
-                    "image {} was rolled back by {} ({}); not deploying it again automatically: change the image in the manifest",
-                    plan.image,
-                    bad.id,
-                    bad.reason.unwrap_or_default()
-                ),
+                reason: block.to_string(),
             });
         }
         let mut rec = DeployRecord {
@@ -451,8 +447,38 @@ impl Deployer {
     ) -> Result<(), StoreError> {
         let _ = self.client.update_release(&release.id, "failed").await;
         let steps: Vec<MachineStep> = touched.iter().map(|t| t.step.clone()).collect();
-        let Some(rb) = rollout::rollback_plan(&steps, false) else {
+        let Some(mut rb) = rollout::rollback_plan(&steps, false) else {
             return self.finish(rec, DeployStatus::Failed, reason);
+        };
+        let releases = match observe_releases(&self.client, &rec.app).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(app = %rec.app, error = %e, "could not list releases for the rollback target");
+                vec![]
+            }
+        };
+        let history: Vec<PastDeploy> = self
+            .store
+            .deploys(Some(&rec.app))?
+            .iter()
+            .map(DeployRecord::past)
+            .collect();
+        let previous: Vec<&str> = steps.iter().map(|s| s.from_image.as_str()).collect();
+        let image_override = match rollback_choice(&previous, &rec.image, &releases, &history) {
+            RollbackChoice::Restore => None,
+            RollbackChoice::ToRelease { version, image } => {
+                tracing::warn!(app = %rec.app, version, image = %image, "previous image is known bad; rolling back to an older release");
+                rb.image = image.clone();
+                Some(image)
+            }
+            RollbackChoice::Escalate { reason: why } => {
+                tracing::error!(app = %rec.app, "no rollback target ({why}); a human must act");
+                return self.finish(
+                    rec,
+                    DeployStatus::RollbackFailed,
+                    format!("{reason}; not rolled back: {why}"),
+                );
+            }
         };
         tracing::warn!(app = %rec.app, "{reason}; rolling back");
         let name = rec.app.clone();
@@ -499,7 +525,7 @@ impl Deployer {
                 app: name.clone(),
                 nonce: leases.get(&t.step.machine).cloned(),
             };
-            match ctx.restore(t, &rb_release).await {
+            match ctx.restore(t, &rb_release, image_override.as_deref()).await {
                 Ok(version) => {
                     if t.step.wait_healthy {
                         let w = self.health_wait(&name, app);

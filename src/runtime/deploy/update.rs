@@ -127,8 +127,18 @@ impl UpdateCtx {
     }
 
     /// Put the machine's previous config back, stamped with the rollback release.
-    pub async fn restore(&self, t: &Touched, release: &ReleaseRef) -> Result<String, FlyError> {
+    /// Put the machine's previous config back (with `image` instead of its previous image when
+    /// that one is known bad), stamped with the rollback release.
+    pub async fn restore(
+        &self,
+        t: &Touched,
+        release: &ReleaseRef,
+        image: Option<&str>,
+    ) -> Result<String, FlyError> {
         let mut cfg = t.before.clone();
+        if let Some(image) = image {
+            cfg.image = image.to_owned();
+        }
         stamp(&mut cfg, &t.step.group, release);
         let request = MachineRequest {
             config: cfg,

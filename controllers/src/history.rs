@@ -1,0 +1,184 @@
+//! Decisions from the deploy history: which images are known bad, whether an automatic
+//! deploy may run at all, and what a rollback may restore.
+//!
+//! The history is what the record store says (append-only deploy records), passed in as
+//! [`PastDeploy`] values; nothing an agent or a mutable counter reports.
+//!
+//! Sources: cases BUG-12 (never roll back onto a release known bad), BUG-14 (at most one
+//! automatic rollback, then pause until a human acts) and issue #4 ("after a rollback the bad
+//! revision is pinned out: the reconciler does not redeploy it from git until the manifests
+//! change again").
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::observed::ObservedRelease;
+
+/// How a past deploy ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PastOutcome {
+    /// Still running (or its process died).
+    InProgress,
+    /// Healthy everywhere.
+    Succeeded,
+    /// Failed without touching health (e.g. could not lease).
+    Failed,
+    /// Failed health; rolled back.
+    RolledBack,
+    /// Failed health; the rollback failed too.
+    RollbackFailed,
+    /// Stopped without a verdict.
+    Halted,
+}
+
+/// One past deploy, newest first in slices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PastDeploy {
+    /// Record id.
+    pub id: String,
+    /// Image it deployed.
+    pub image: String,
+    /// How it ended.
+    pub outcome: PastOutcome,
+    /// When it started (UTC).
+    pub at: DateTime<Utc>,
+}
+
+/// Images whose deploy failed health (rolled back, or the rollback failed): known bad.
+pub fn bad_images(history: &[PastDeploy]) -> BTreeSet<&str> {
+    history
+        .iter()
+        .filter(|d| {
+            matches!(
+                d.outcome,
+                PastOutcome::RolledBack | PastOutcome::RollbackFailed
+            )
+        })
+        .map(|d| d.image.as_str())
+        .collect()
+}
+
+/// Why an automatic deploy must not run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Block {
+    /// The image failed health before and was rolled back: pinned out until the manifest
+    /// names another image.
+    PinnedOut {
+        /// The image.
+        image: String,
+        /// The record that rolled it back.
+        record: String,
+    },
+    /// The last automatic rollback did not restore service: automatic deploys pause until a
+    /// human acts (`opsctl apply` by hand).
+    Paused {
+        /// The record whose rollback failed.
+        record: String,
+    },
+}
+
+impl std::fmt::Display for Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Block::PinnedOut { image, record } => write!(
+                f,
+                "image {image} was rolled back by {record}; it is pinned out until the manifest names another image"
+            ),
+            Block::Paused { record } => write!(
+                f,
+                "automatic deploys are paused: the rollback of {record} did not restore service; a human must act (run `opsctl apply` by hand once fixed)"
+            ),
+        }
+    }
+}
+
+/// Whether a deploy of `image` may start. `by_human` is true for `opsctl apply` run by a
+/// person, which acknowledges a pause (BUG-14) but never un-pins a bad image.
+///
+/// # Errors
+/// The [`Block`] that forbids it.
+pub fn may_deploy(history: &[PastDeploy], image: &str, by_human: bool) -> Result<(), Block> {
+    if let Some(bad) = history.iter().find(|d| {
+        d.image == image
+            && matches!(
+                d.outcome,
+                PastOutcome::RolledBack | PastOutcome::RollbackFailed
+            )
+    }) {
+        return Err(Block::PinnedOut {
+            image: image.to_owned(),
+            record: bad.id.clone(),
+        });
+    }
+    let newest_finished = history
+        .iter()
+        .find(|d| d.outcome != PastOutcome::InProgress);
+    if !by_human
+        && let Some(last) = newest_finished
+        && last.outcome == PastOutcome::RollbackFailed
+    {
+        return Err(Block::Paused {
+            record: last.id.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// What an automatic rollback restores.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "choice", rename_all = "snake_case")]
+pub enum RollbackChoice {
+    /// Put each touched machine's previous config back (their previous images are not bad).
+    Restore,
+    /// The previous images are known bad: deploy this older release's image instead.
+    ToRelease {
+        /// Release version whose image is restored.
+        version: i64,
+        /// Its image.
+        image: String,
+    },
+    /// No release is known good: do not roll back; escalate.
+    Escalate {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Choose the rollback target (BUG-12): the touched machines' previous images when none is
+/// known bad; else the newest `complete` release whose image is not known bad and is not
+/// `failing` (the image that just failed); else escalate.
+pub fn rollback_choice(
+    previous_images: &[&str],
+    failing: &str,
+    releases: &[ObservedRelease],
+    history: &[PastDeploy],
+) -> RollbackChoice {
+    let mut bad = bad_images(history);
+    bad.insert(failing);
+    if !previous_images.is_empty() && previous_images.iter().all(|i| !bad.contains(i)) {
+        return RollbackChoice::Restore;
+    }
+    let mut complete: Vec<&ObservedRelease> =
+        releases.iter().filter(|r| r.status == "complete").collect();
+    complete.sort_by_key(|r| std::cmp::Reverse(r.version));
+    for r in complete {
+        if let Some(image) = &r.image
+            && !bad.contains(image.as_str())
+        {
+            return RollbackChoice::ToRelease {
+                version: r.version,
+                image: image.clone(),
+            };
+        }
+    }
+    RollbackChoice::Escalate {
+        reason: "no_known_good_release: every recent release is known bad or not complete".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,112 @@
+use chrono::TimeZone;
+
+use super::*;
+
+fn past(id: &str, image: &str, outcome: PastOutcome, minute: u32) -> PastDeploy {
+    PastDeploy {
+        id: id.into(),
+        image: image.into(),
+        outcome,
+        at: Utc.with_ymd_and_hms(2026, 11, 29, 12, minute, 0).unwrap(),
+    }
+}
+
+fn release(version: i64, image: &str, status: &str) -> ObservedRelease {
+    ObservedRelease {
+        id: format!("r{version}"),
+        version,
+        status: status.into(),
+        image: Some(image.into()),
+    }
+}
+
+/// BUG-12 (shared/cases/README.md): the target is the newest release whose image is not
+/// known bad, not the numerically previous one.
+#[test]
+fn rollback_skips_releases_known_bad() {
+    let releases = vec![
+        release(42, "ddd", "running"),
+        release(41, "ccc", "failed"),
+        release(40, "bbb", "complete"),
+        release(39, "aaa", "complete"),
+    ];
+    let history = vec![past("d41", "ccc", PastOutcome::RolledBack, 41)];
+    // The machines ran ccc before (a bad image): restoring them is not allowed.
+    assert_eq!(
+        rollback_choice(&["ccc"], "ddd", &releases, &history),
+        RollbackChoice::ToRelease {
+            version: 40,
+            image: "bbb".into()
+        }
+    );
+    // A bad digest under another version number is still bad.
+    let releases = vec![
+        release(43, "ccc", "complete"),
+        release(40, "bbb", "complete"),
+    ];
+    assert_eq!(
+        rollback_choice(&["ccc"], "ddd", &releases, &history),
+        RollbackChoice::ToRelease {
+            version: 40,
+            image: "bbb".into()
+        }
+    );
+}
+
+#[test]
+fn rollback_restores_previous_config_when_it_is_not_bad() {
+    let releases = vec![release(40, "bbb", "complete")];
+    assert_eq!(
+        rollback_choice(&["bbb"], "ddd", &releases, &[]),
+        RollbackChoice::Restore
+    );
+}
+
+#[test]
+fn no_known_good_release_escalates() {
+    let releases = vec![release(41, "ccc", "complete"), release(40, "ddd", "failed")];
+    let history = vec![past("d41", "ccc", PastOutcome::RollbackFailed, 1)];
+    assert!(matches!(
+        rollback_choice(&["ccc"], "ddd", &releases, &history),
+        RollbackChoice::Escalate { .. }
+    ));
+}
+
+/// Issue #4: after a rollback the bad image is pinned out, even for a human.
+#[test]
+fn a_rolled_back_image_is_pinned_out() {
+    let history = vec![
+        past("d2", "bad", PastOutcome::RolledBack, 2),
+        past("d1", "good", PastOutcome::Succeeded, 1),
+    ];
+    for by_human in [false, true] {
+        assert_eq!(
+            may_deploy(&history, "bad", by_human),
+            Err(Block::PinnedOut {
+                image: "bad".into(),
+                record: "d2".into()
+            })
+        );
+    }
+    assert_eq!(may_deploy(&history, "newer", false), Ok(()));
+}
+
+/// BUG-14: a rollback that did not restore service pauses automatic deploys until a human
+/// acts; the human's own apply goes through.
+#[test]
+fn a_failed_rollback_pauses_automatic_deploys() {
+    let history = vec![past("d2", "bad", PastOutcome::RollbackFailed, 2)];
+    assert_eq!(
+        may_deploy(&history, "fix", false),
+        Err(Block::Paused {
+            record: "d2".into()
+        })
+    );
+    assert_eq!(may_deploy(&history, "fix", true), Ok(()));
+    // Once a later deploy succeeded (the human's), automatic deploys resume.
+    let history = vec![
+        past("d3", "fix", PastOutcome::Succeeded, 3),
+        past("d2", "bad", PastOutcome::RollbackFailed, 2),
+    ];
+    assert_eq!(may_deploy(&history, "next", false), Ok(()));
+}
