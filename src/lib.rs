@@ -15,6 +15,7 @@
 
 pub mod cli;
 pub mod fly;
+pub mod precheck;
 pub mod records;
 pub mod runtime;
 pub mod secret;

@@ -43,6 +43,11 @@ pub struct DeployRecord {
     pub rollback: Option<RollbackRecord>,
     /// Every step, recorded *before* it was taken (`intent`), then its `result`.
     pub steps: Vec<StepRecord>,
+    /// Leases this deploy holds right now (machine → nonce), so that a restarted opsctl can
+    /// release its own leases at once (case BUG-04 C) instead of waiting for them to expire.
+    /// Empty once released. Nonces are useless without the Fly token.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub leases: std::collections::BTreeMap<String, String>,
     /// UTC.
     pub started_at: DateTime<Utc>,
     /// UTC; `None` while in progress.

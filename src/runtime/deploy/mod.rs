@@ -16,6 +16,7 @@
 
 mod health;
 mod leases;
+mod recover;
 mod update;
 
 use std::sync::Arc;
@@ -51,7 +52,7 @@ pub enum DeployError {
         app: String,
         /// Cause.
         #[source]
-        source: FlyError,
+        source: Box<FlyError>,
     },
     /// The manifest asks for something not supported.
     #[error(transparent)]
@@ -121,12 +122,25 @@ impl Deployer {
         commit: Option<String>,
     ) -> Result<Outcome, DeployError> {
         let name = app.app_name().to_owned();
+        let unfinished = self
+            .store
+            .deploys(Some(&name))?
+            .into_iter()
+            .find(|r| r.status == DeployStatus::InProgress);
+        if let Some(rec) = unfinished {
+            let rec = self.recover(app, rec).await?;
+            // Finished or rolled back: that was this pass's deploy. Halted (nothing changed,
+            // superseded, or not judged): plan afresh below.
+            if rec.image == app.spec.image && rec.status != DeployStatus::Halted {
+                return Ok(Outcome::Deployed(Box::new(rec)));
+            }
+        }
         let observed =
             observe_app(&self.client, &name)
                 .await
                 .map_err(|source| DeployError::Observe {
                     app: name.clone(),
-                    source,
+                    source: Box::new(source),
                 })?;
         let drift = diff(app, &observed);
         let plan = rollout::plan(app, &observed, &drift)?;
@@ -170,6 +184,7 @@ impl Deployer {
             health: None,
             rollback: None,
             steps: vec![],
+            leases: Default::default(),
             started_at: self.clock.now(),
             finished_at: None,
         };
@@ -208,26 +223,13 @@ impl Deployer {
         rec: &mut DeployRecord,
     ) -> Result<(), StoreError> {
         let name = rec.app.clone();
-        self.intend(rec, format!("create a release for {}", plan.image))?;
-        let strategy = rec.strategy.to_uppercase();
-        let release = match self
-            .client
-            .create_release(&name, &plan.image, &strategy)
-            .await
-        {
-            Ok((id, version)) => ReleaseRef { id, version },
-            Err(e) => {
-                self.done(rec, format!("failed: {e}"))?;
-                return self.finish(
-                    rec,
-                    DeployStatus::Failed,
-                    format!("could not create a release: {e}"),
-                );
-            }
+        let release = match rec.release.clone() {
+            Some(release) => release,
+            None => match self.create_release(rec, &plan.image).await? {
+                Some(release) => release,
+                None => return Ok(()),
+            },
         };
-        self.done(rec, format!("release v{}", release.version))?;
-        rec.release = Some(release.clone());
-        let _ = self.client.update_release(&release.id, "running").await;
 
         let machines: Vec<String> = plan.steps().map(|s| s.machine.clone()).collect();
         self.intend(rec, format!("lease machines {}", machines.join(", ")))?;
@@ -243,12 +245,43 @@ impl Deployer {
                 );
             }
         };
+        rec.leases = leases.clone();
         self.done(rec, "leased")?;
         let refresher = self.refresh_leases(&name, &leases);
         let outcome = self.roll(app, plan, &release, &leases, rec).await;
         refresher.abort();
         release_all(&self.client, &name, &leases).await;
+        rec.leases.clear();
         outcome
+    }
+
+    /// Create the Fly release of `rec` (recorded before and after). `None` when Fly refused:
+    /// the record is then finished as failed.
+    async fn create_release(
+        &self,
+        rec: &mut DeployRecord,
+        image: &str,
+    ) -> Result<Option<ReleaseRef>, StoreError> {
+        self.intend(rec, format!("create a release for {image}"))?;
+        let strategy = rec.strategy.to_uppercase();
+        match self.client.create_release(&rec.app, image, &strategy).await {
+            Ok((id, version)) => {
+                let release = ReleaseRef { id, version };
+                rec.release = Some(release.clone());
+                self.done(rec, format!("release v{version}"))?;
+                let _ = self.client.update_release(&release.id, "running").await;
+                Ok(Some(release))
+            }
+            Err(e) => {
+                self.done(rec, format!("failed: {e}"))?;
+                self.finish(
+                    rec,
+                    DeployStatus::Failed,
+                    format!("could not create a release: {e}"),
+                )?;
+                Ok(None)
+            }
+        }
     }
 
     fn health_wait(&self, app_name: &str, app: &FlyApp) -> HealthWait {
@@ -578,7 +611,7 @@ impl Deployer {
     }
 }
 
-fn failure_reason(machine: &str, release: &ReleaseRef, failure: &Failure) -> String {
+pub(super) fn failure_reason(machine: &str, release: &ReleaseRef, failure: &Failure) -> String {
     format!(
         "machine {machine} failed health on release v{}: {failure}",
         release.version

@@ -1,0 +1,196 @@
+//! Recovering a rollout whose process died (SIGKILL, crash, power loss).
+//!
+//! Every step of a rollout is recorded before it is taken, so the journal says how far a
+//! dead rollout got. On the next pass for the app, before anything else, the deployer:
+//! releases the leases the record says it held (our own, by nonce: case BUG-04 C); observes
+//! which machines already run the new image; judges them; then rolls them back if one is
+//! unhealthy, stops without a verdict if Fly cannot be seen, or — if they are healthy —
+//! finishes the rollout under the same release and record (never a second deploy of the same
+//! change). A rollout whose manifest changed meanwhile is closed as superseded and the new
+//! manifest is deployed as usual.
+//!
+//! Limitation: the record keeps each machine's previous *image*, not its whole previous
+//! config, so a rollback after a crash restores the image onto the current config.
+
+use opsctl_controllers::diff::diff;
+use opsctl_controllers::observed::{MachineState, ObservedMachine};
+use opsctl_controllers::rollout::{self, MachineStep, Verdict};
+use opsctl_crds::FlyApp;
+
+use super::leases::release_all;
+use super::update::Touched;
+use super::{DeployError, Deployer};
+use crate::fly::observe::observe_app;
+use crate::records::{DeployRecord, DeployStatus, MachineResult};
+
+impl Deployer {
+    /// Finish or roll back `rec`, a deploy left `in_progress` by a process that stopped.
+    /// Returns the record as it ends up (never `in_progress` unless Fly could not be seen).
+    ///
+    /// # Errors
+    /// [`DeployError::Observe`] when Fly cannot be observed (the record stays in progress and
+    /// the next pass tries again); store errors.
+    pub(super) async fn recover(
+        &self,
+        app: &FlyApp,
+        mut rec: DeployRecord,
+    ) -> Result<DeployRecord, DeployError> {
+        let name = rec.app.clone();
+        tracing::warn!(app = %name, record = %rec.id, "a deploy was left in progress by a process that stopped; recovering it");
+        self.intend(&mut rec, "recover: the process running this deploy stopped; release its leases and check what it changed".into())?;
+        release_all(&self.client, &name, &rec.leases).await;
+        rec.leases.clear();
+        let observed = match observe_app(&self.client, &name).await {
+            Ok(o) => o,
+            Err(source) => {
+                self.done(&mut rec, format!("could not observe Fly: {source}"))?;
+                return Err(DeployError::Observe {
+                    app: name,
+                    source: Box::new(source),
+                });
+            }
+        };
+        let Some(release) = rec.release.clone() else {
+            self.done(&mut rec, "no release had been created: nothing was changed")?;
+            self.finish(
+                &mut rec,
+                DeployStatus::Halted,
+                "the process stopped before changing anything".into(),
+            )?;
+            return self.close(rec);
+        };
+        let touched: Vec<ObservedMachine> = rec
+            .machines
+            .iter()
+            .filter_map(|m| {
+                observed
+                    .machines
+                    .iter()
+                    .find(|o| o.id == m.machine && o.image == rec.image)
+            })
+            .cloned()
+            .collect();
+        let summary = format!(
+            "{} of {} machines run {}",
+            touched.len(),
+            rec.machines.len(),
+            rec.image
+        );
+        self.done(&mut rec, summary)?;
+
+        let mut failure = None;
+        let mut blind = None;
+        for m in &touched {
+            // Updated with `skip_launch`, a stopped machine stays stopped on purpose; anything
+            // else (started, starting, replacing, exited) is judged.
+            let kept_stopped = matches!(
+                m.state,
+                MachineState::Stopped | MachineState::Suspended | MachineState::Created
+            ) && m.last_exit.as_ref().is_none_or(|e| e.requested_stop);
+            let verdict = if kept_stopped {
+                Verdict::Healthy
+            } else {
+                self.health_wait(&name, app)
+                    .until_decided(&m.id, &m.version)
+                    .await
+            };
+            match verdict {
+                Verdict::Healthy => Self::set_result(&mut rec, &m.id, MachineResult::Healthy, None),
+                Verdict::Failed(f) => {
+                    Self::set_result(&mut rec, &m.id, MachineResult::Failed, Some(f.to_string()));
+                    failure.get_or_insert_with(|| super::failure_reason(&m.id, &release, &f));
+                }
+                Verdict::Blind { reason } | Verdict::Waiting { reason } => {
+                    blind.get_or_insert(format!("{}: {reason}", m.id));
+                }
+            }
+        }
+
+        if let Some(reason) = failure {
+            let ids: Vec<String> = touched.iter().map(|m| m.id.clone()).collect();
+            let leases = match self.lease_all(&name, &ids).await {
+                Ok(l) => l,
+                Err(e) => {
+                    let why = format!("{reason}; rollback not started: could not lease: {e}");
+                    self.finish(&mut rec, DeployStatus::RollbackFailed, why)?;
+                    return self.close(rec);
+                }
+            };
+            let mut restore = Vec::new();
+            for m in &touched {
+                let Some(outcome) = rec.machines.iter().find(|o| o.machine == m.id) else {
+                    continue;
+                };
+                let Ok(current) = self.client.get_machine(&name, &m.id).await else {
+                    continue;
+                };
+                let Some(mut before) = current.config else {
+                    continue;
+                };
+                before.image = outcome.from_image.clone();
+                let step = MachineStep {
+                    machine: m.id.clone(),
+                    group: outcome.group.clone(),
+                    region: outcome.region.clone(),
+                    from_image: outcome.from_image.clone(),
+                    skip_launch: m.state != MachineState::Started,
+                    wait_healthy: m.state == MachineState::Started,
+                };
+                restore.push(Touched { step, before });
+            }
+            rec.leases = leases.clone();
+            self.fail(app, &release, &leases, restore, &mut rec, reason)
+                .await?;
+            release_all(&self.client, &name, &leases).await;
+            rec.leases.clear();
+            return self.close(rec);
+        }
+        if let Some(why) = blind {
+            self.finish(&mut rec, DeployStatus::Halted, format!("recovery could not judge the updated machines ({why}); no rollback on what could not be seen"))?;
+            return self.close(rec);
+        }
+        if rec.image != app.spec.image {
+            let _ = self.client.update_release(&release.id, "interrupted").await;
+            let why = format!(
+                "superseded: the manifest now names {}; {} machine(s) already on {} and healthy",
+                app.spec.image,
+                touched.len(),
+                rec.image
+            );
+            self.finish(&mut rec, DeployStatus::Halted, why)?;
+            return self.close(rec);
+        }
+        let plan = rollout::plan(app, &observed, &diff(app, &observed))?;
+        if plan.is_empty() {
+            let _ = self.client.update_release(&release.id, "complete").await;
+            rec.status = DeployStatus::Succeeded;
+            rec.health = Some(format!(
+                "all {} machines healthy (finished after a restart)",
+                rec.machines.len()
+            ));
+            self.done(
+                &mut rec,
+                "every machine already runs the image and is healthy",
+            )?;
+            return self.close(rec);
+        }
+        self.done(
+            &mut rec,
+            format!(
+                "continuing with {} machine(s) under release v{}",
+                plan.steps().count(),
+                release.version
+            ),
+        )?;
+        self.run(app, &plan, &mut rec).await?;
+        self.close(rec)
+    }
+
+    /// Stamp the end time and append the final snapshot.
+    fn close(&self, mut rec: DeployRecord) -> Result<DeployRecord, DeployError> {
+        rec.finished_at = Some(self.clock.now());
+        self.store.append(&rec)?;
+        tracing::info!(app = %rec.app, record = %rec.id, status = rec.status.as_str(), "recovered deploy closed");
+        Ok(rec)
+    }
+}
