@@ -41,6 +41,7 @@ pub async fn exec(args: ApplyArgs, global: &Global) -> anyhow::Result<ExitCode> 
         }
     });
     let mut deployer = Deployer::new(target.client.clone(), store, Arc::new(SystemClock), stop);
+    deployer.manifests = Some(global.manifests.clone());
     deployer.poll = Duration::from_millis(500);
     let commit = git::head_commit(&global.manifests).await;
     let mut results = Vec::new();

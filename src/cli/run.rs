@@ -41,6 +41,7 @@ pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
         Arc::new(SystemClock),
         stop.clone(),
     );
+    deployer.manifests = Some(global.manifests.clone());
     deployer.poll = args.poll.get().max(Duration::from_millis(50));
     Reconciler::new(global.manifests.clone(), deployer, args.resync.get())
         .run(stop)

@@ -62,6 +62,9 @@ pub enum DeployError {
     Store(#[from] StoreError),
 }
 
+/// Reasons of deploys stopped by the PreCheck stage start with this.
+const PRECHECK_BLOCKED: &str = "pre-check blocked the deploy";
+
 /// What a deploy call did.
 #[derive(Debug)]
 pub enum Outcome {
@@ -90,6 +93,8 @@ pub struct Deployer {
     pub stop: watch::Receiver<bool>,
     /// How long to wait for a lease someone else holds to expire before giving up.
     pub lease_wait: Duration,
+    /// The manifests checkout (for the release-branch pre-check), when known.
+    pub manifests: Option<std::path::PathBuf>,
 }
 
 impl Deployer {
@@ -107,6 +112,7 @@ impl Deployer {
             poll: Duration::from_millis(500),
             stop,
             lease_wait: Duration::from_secs(600),
+            manifests: None,
         }
     }
 
@@ -189,12 +195,70 @@ impl Deployer {
             finished_at: None,
         };
         tracing::info!(app = %name, image = %plan.image, machines = rec.machines.len(), "deploy started");
+        if !app.spec.deploy.pre_check.is_empty() {
+            let repeated = self.store.deploys(Some(&name))?.into_iter().find(|r| {
+                r.status == DeployStatus::Failed
+                    && r.commit == rec.commit
+                    && r.image == rec.image
+                    && r.reason
+                        .as_deref()
+                        .is_some_and(|why| why.starts_with(PRECHECK_BLOCKED))
+            });
+            if let Some(previous) = repeated {
+                // Already recorded for this commit and image: say it again, record nothing new.
+                return Ok(Outcome::Blocked {
+                    reason: previous.reason.unwrap_or_default(),
+                });
+            }
+            if !self.pre_check(app, &mut rec).await? {
+                rec.finished_at = Some(self.clock.now());
+                self.store.append(&rec)?;
+                return Ok(Outcome::Deployed(Box::new(rec)));
+            }
+        }
         let result = self.run(app, &plan, &mut rec).await;
         rec.finished_at = Some(self.clock.now());
         self.store.append(&rec)?;
         result?;
         tracing::info!(app = %name, status = rec.status.as_str(), reason = rec.reason.as_deref().unwrap_or(""), "deploy finished");
         Ok(Outcome::Deployed(Box::new(rec)))
+    }
+
+    /// The PreCheck stage (DESIGN.md §5): CI green for the commit, commit on the release
+    /// branch. Recorded as a step; `false` (and the record finished as failed, naming the
+    /// blocking checks) when the deploy must not go on.
+    async fn pre_check(&self, app: &FlyApp, rec: &mut DeployRecord) -> Result<bool, StoreError> {
+        let spec = &app.spec.deploy.pre_check;
+        let commit = rec.commit.clone().unwrap_or_default();
+        self.intend(
+            rec,
+            format!(
+                "pre-check commit {}: CI status and release branch",
+                if commit.is_empty() { "(none)" } else { &commit }
+            ),
+        )?;
+        let (Some(dir), false) = (&self.manifests, commit.is_empty()) else {
+            self.done(rec, "no git commit for the manifests")?;
+            self.finish(rec, DeployStatus::Failed, format!("{PRECHECK_BLOCKED}: spec.deploy.preCheck needs the manifests' git commit, and they are not in a git checkout"))?;
+            return Ok(false);
+        };
+        let token = spec.ci.as_ref().and_then(crate::precheck::token_from_env);
+        let checker = crate::precheck::PreCheck::new(
+            reqwest::Client::new(),
+            self.clock.clone(),
+            self.stop.clone(),
+        );
+        let report = checker.run(spec, &commit, dir, token).await;
+        self.done(rec, report.to_string())?;
+        if report.passed() {
+            return Ok(true);
+        }
+        self.finish(
+            rec,
+            DeployStatus::Failed,
+            format!("{PRECHECK_BLOCKED}: {report}"),
+        )?;
+        Ok(false)
     }
 
     /// Record `intent` (durably) before doing it.
