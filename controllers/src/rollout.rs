@@ -10,7 +10,7 @@
 //! DESIGN.md §9), and the failure cases in `../shared/cases/README.md` (BUG-01: an exited
 //! machine fails the step at once; BUG-14: at most one automatic rollback per bad release).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -30,8 +30,26 @@ pub struct RolloutPlan {
     pub strategy: Strategy,
     /// Image every step deploys.
     pub image: String,
-    /// Batches in order.
+    /// Batches in order (rolling, immediate, and canary after its canaries).
     pub batches: Vec<Batch>,
+    /// Canary only: one extra machine per process group, created from the group's first
+    /// machine's config with the new image, judged, then destroyed, before the batches run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub canaries: Vec<Canary>,
+    /// Bluegreen only: every machine to replace (blue); green machines are created beside them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blue: Vec<MachineStep>,
+}
+
+/// A canary machine to create (flyctl canary, NOTES.md §6.5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Canary {
+    /// Process group.
+    pub group: String,
+    /// Region: the primary region when the group runs there, else its first machine's.
+    pub region: String,
+    /// Machine whose config is the template.
+    pub template: String,
 }
 
 impl RolloutPlan {
@@ -40,9 +58,14 @@ impl RolloutPlan {
         self.batches.iter().flat_map(|b| b.steps.iter())
     }
 
+    /// Every existing machine the rollout changes (updated, or replaced by bluegreen).
+    pub fn touches(&self) -> impl Iterator<Item = &MachineStep> {
+        self.steps().chain(self.blue.iter())
+    }
+
     /// True when nothing is to be updated.
     pub fn is_empty(&self) -> bool {
-        self.batches.is_empty()
+        self.batches.is_empty() && self.blue.is_empty()
     }
 }
 
@@ -74,10 +97,18 @@ pub struct MachineStep {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PlanError {
     /// The strategy is declared in the manifest but not implemented yet.
-    #[error(
-        "strategy `{0:?}` is not implemented yet (use rolling or immediate; tracked in issue #4)"
-    )]
+    #[error("strategy `{0:?}` is not implemented yet")]
     StrategyNotImplemented(Strategy),
+    /// Bluegreen needs one image among the blue machines (flyctl refuses mixed versions).
+    #[error(
+        "bluegreen refused: the machines run several images ({0}); converge them first (rolling)"
+    )]
+    BlueGreenMixedImages(String),
+    /// Bluegreen needs checks to know when green is healthy (flyctl requires one).
+    #[error(
+        "bluegreen refused: machine {0} has no health check; green could never be judged healthy"
+    )]
+    BlueGreenWithoutChecks(String),
 }
 
 /// How many machines of a group of `n` may be updated at once. A count is used as is (at
@@ -97,10 +128,12 @@ pub fn batch_size(max: MaxUnavailable, n: usize) -> usize {
 /// [`batch_size`]; machines not running last, updated with `skip_launch` and no wait, so a bad
 /// image is caught before they are touched. A group with no running machine (autostopped)
 /// gets its first machine started and verified, so every group is verified (BUG-07).
-/// Immediate: one batch, no waits.
+/// Immediate: one batch, no waits. Canary: one canary per group (see [`Canary`]), then as
+/// rolling. Bluegreen: every drifted machine is blue; refused when the machines run several
+/// images or a machine has no check (flyctl's rules, NOTES.md §6.6).
 ///
 /// # Errors
-/// [`PlanError::StrategyNotImplemented`] for canary and bluegreen.
+/// [`PlanError`] when bluegreen's preconditions do not hold.
 pub fn plan(
     app: &FlyApp,
     observed: &ObservedApp,
@@ -116,8 +149,47 @@ pub fn plan(
         groups.entry(&m.group).or_default().push(m);
     }
     let mut batches = Vec::new();
+    let mut canaries = Vec::new();
+    let mut blue = Vec::new();
     match strategy {
-        Strategy::Rolling => {
+        Strategy::Bluegreen => {
+            let images: BTreeSet<&str> = observed.managed().map(|m| m.image.as_str()).collect();
+            if images.len() > 1 {
+                let list: Vec<&str> = images.into_iter().collect();
+                return Err(PlanError::BlueGreenMixedImages(list.join(", ")));
+            }
+            for machines in groups.values_mut() {
+                machines.sort_by(|a, b| a.id.cmp(&b.id));
+                if let Some(m) = machines.iter().find(|m| m.configured_checks == 0) {
+                    return Err(PlanError::BlueGreenWithoutChecks(m.id.clone()));
+                }
+                blue.extend(
+                    machines
+                        .iter()
+                        .map(|m| step(m, m.state == MachineState::Started)),
+                );
+            }
+        }
+        Strategy::Rolling | Strategy::Canary => {
+            if strategy == Strategy::Canary {
+                for (group, machines) in &groups {
+                    let mut sorted = machines.clone();
+                    sorted.sort_by(|a, b| a.id.cmp(&b.id));
+                    let primary = app.spec.primary_region.as_deref();
+                    let region = sorted
+                        .iter()
+                        .find(|m| Some(m.region.as_str()) == primary)
+                        .or(sorted.first())
+                        .map(|m| m.region.clone());
+                    if let (Some(region), Some(first)) = (region, sorted.first()) {
+                        canaries.push(Canary {
+                            group: (*group).to_owned(),
+                            region,
+                            template: first.id.clone(),
+                        });
+                    }
+                }
+            }
             for machines in groups.values_mut() {
                 machines.sort_by(|a, b| a.id.cmp(&b.id));
                 let (warm, cold): (Vec<&ObservedMachine>, Vec<&ObservedMachine>) = machines
@@ -174,13 +246,14 @@ pub fn plan(
                 batches.push(Batch { steps });
             }
         }
-        other => return Err(PlanError::StrategyNotImplemented(other)),
     }
     Ok(RolloutPlan {
         app: diff.app.clone(),
         strategy,
         image: app.spec.image.clone(),
         batches,
+        canaries,
+        blue,
     })
 }
 

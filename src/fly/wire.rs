@@ -147,7 +147,7 @@ pub struct MachineConfig {
 }
 
 /// `guest` of a machine config (spec `fly.MachineGuest`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Guest {
     /// `shared` or `performance`.
     #[serde(default)]
@@ -158,6 +158,10 @@ pub struct Guest {
     /// Memory in MiB (a multiple of 256).
     #[serde(default)]
     pub memory_mb: u32,
+    /// Fields this crate does not model (`gpus`, `gpu_kind`, `host_dedication_id`,
+    /// `kernel_args`, …), kept verbatim so an update does not drop them.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, Value>,
 }
 
 /// One entry of `Machine.events` (spec `MachineEvent`).

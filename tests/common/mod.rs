@@ -87,13 +87,14 @@ impl Sim {
         })
     }
 
-    /// Images of the app's machines, by id.
+    /// Images of the app's live machines (not destroying/destroyed), by id.
     pub fn images(&self) -> Vec<(String, String)> {
         let machines = self.get("/v1/apps/lowendinsight/machines");
         let mut v: Vec<(String, String)> = machines
             .as_array()
             .unwrap()
             .iter()
+            .filter(|m| !matches!(m["state"].as_str(), Some("destroying" | "destroyed")))
             .map(|m| {
                 (
                     m["id"].as_str().unwrap().to_owned(),
@@ -144,6 +145,17 @@ impl Workspace {
 
     pub fn state(&self) -> PathBuf {
         self.dir.path().join("state")
+    }
+
+    /// Switch the manifest's deploy strategy.
+    pub fn set_strategy(&self, strategy: &str) {
+        let path = self.manifests().join("lowendinsight.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            text.replace("strategy: rolling", &format!("strategy: {strategy}")),
+        )
+        .unwrap();
     }
 
     pub fn write_manifest(&self, image: &str) {

@@ -138,12 +138,62 @@ fn no_batch_is_larger_than_max_unavailable_for_any_size() {
 }
 
 #[test]
-fn canary_is_refused_not_silently_rolled() {
-    let a = app(1, json!({"deploy": {"strategy": "canary"}}));
-    let o = observed(vec![machine("m0")]);
+fn canary_creates_one_per_group_in_the_primary_region_then_rolls() {
+    let a = app(
+        3,
+        json!({"deploy": {"strategy": "canary", "maxUnavailable": 2}, "primaryRegion": "ord"}),
+    );
+    let mut in_ord = machine("m2");
+    in_ord.region = "ord".into();
+    let o = observed(vec![machine("m0"), machine("m1"), in_ord]);
+    let p = plan(&a, &o, &diff(&a, &o)).unwrap();
+    assert_eq!(
+        p.canaries,
+        vec![Canary {
+            group: "app".into(),
+            region: "ord".into(),
+            template: "m0".into()
+        }]
+    );
+    assert_eq!(ids(&p), vec![vec!["m0"], vec!["m1", "m2"]]);
+}
+
+#[test]
+fn bluegreen_replaces_every_drifted_machine() {
+    let a = app(2, json!({"deploy": {"strategy": "bluegreen"}}));
+    let o = observed(vec![machine("m1"), machine("m0")]);
+    let p = plan(&a, &o, &diff(&a, &o)).unwrap();
+    assert!(p.batches.is_empty() && p.canaries.is_empty());
+    assert_eq!(
+        p.blue
+            .iter()
+            .map(|s| s.machine.as_str())
+            .collect::<Vec<_>>(),
+        ["m0", "m1"]
+    );
+    assert!(!p.is_empty());
+}
+
+#[test]
+fn bluegreen_refuses_mixed_images_and_machines_without_checks() {
+    let a = app(2, json!({"deploy": {"strategy": "bluegreen"}}));
+    let mixed = ObservedMachine {
+        image: "registry.fly.io/lowendinsight:deployment-OTHER".into(),
+        ..machine("m1")
+    };
+    let o = observed(vec![machine("m0"), mixed]);
+    assert!(matches!(
+        plan(&a, &o, &diff(&a, &o)),
+        Err(PlanError::BlueGreenMixedImages(_))
+    ));
+    let unchecked = ObservedMachine {
+        configured_checks: 0,
+        ..machine("m1")
+    };
+    let o = observed(vec![machine("m0"), unchecked]);
     assert_eq!(
         plan(&a, &o, &diff(&a, &o)),
-        Err(PlanError::StrategyNotImplemented(Strategy::Canary))
+        Err(PlanError::BlueGreenWithoutChecks("m1".into()))
     );
 }
 

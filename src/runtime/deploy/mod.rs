@@ -17,6 +17,7 @@
 mod health;
 mod leases;
 mod recover;
+mod strategies;
 mod update;
 
 use std::sync::Arc;
@@ -172,11 +173,11 @@ impl Deployer {
             trigger,
             commit,
             image: plan.image.clone(),
-            previous_image: plan.steps().next().map(|s| s.from_image.clone()),
+            previous_image: plan.touches().next().map(|s| s.from_image.clone()),
             release: None,
             strategy: format!("{:?}", plan.strategy).to_lowercase(),
             machines: plan
-                .steps()
+                .touches()
                 .map(|s| MachineOutcome {
                     machine: s.machine.clone(),
                     group: s.group.clone(),
@@ -295,7 +296,7 @@ impl Deployer {
             },
         };
 
-        let machines: Vec<String> = plan.steps().map(|s| s.machine.clone()).collect();
+        let machines: Vec<String> = plan.touches().map(|s| s.machine.clone()).collect();
         self.intend(rec, format!("lease machines {}", machines.join(", ")))?;
         let leases = match self.lease_all(&name, &machines).await {
             Ok(l) => l,
@@ -391,6 +392,18 @@ impl Deployer {
         rec: &mut DeployRecord,
     ) -> Result<(), StoreError> {
         let name = rec.app.clone();
+        for canary in &plan.canaries {
+            if let Err(reason) = self.canary(app, plan, release, canary, rec).await? {
+                let _ = self.client.update_release(&release.id, "failed").await;
+                for m in &mut rec.machines {
+                    m.result = MachineResult::Skipped;
+                }
+                return self.finish(rec, DeployStatus::Failed, reason);
+            }
+        }
+        if !plan.blue.is_empty() {
+            return self.bluegreen(app, plan, release, leases, rec).await;
+        }
         let mut touched: Vec<Touched> = Vec::new();
         for (i, batch) in plan.batches.iter().enumerate() {
             if *self.stop.borrow() {

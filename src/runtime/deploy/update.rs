@@ -43,6 +43,7 @@ impl Desired {
             },
             cpus: g.cpus,
             memory_mb: g.memory_mb,
+            extra: Default::default(),
         });
         Self {
             image,
@@ -67,7 +68,12 @@ impl Desired {
         cfg.env = self.env.clone();
         cfg.env.extend(platform);
         if let Some(g) = &self.guest {
-            cfg.guest = Some(g.clone());
+            // Only size fields are managed; GPUs, host dedication and the like stay.
+            let mut guest = cfg.guest.take().unwrap_or_default();
+            guest.cpu_kind = g.cpu_kind.clone();
+            guest.cpus = g.cpus;
+            guest.memory_mb = g.memory_mb;
+            cfg.guest = Some(guest);
         }
         stamp(&mut cfg, &self.group, &self.release);
         cfg
@@ -150,5 +156,63 @@ impl UpdateCtx {
             .update_machine(&self.app, &t.step.machine, &request, self.nonce.as_deref())
             .await?;
         Ok(updated.instance_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app() -> FlyApp {
+        let yaml = "apiVersion: opsctl.dev/v1alpha1\nkind: FlyApp\nmetadata: {name: web}\nspec:\n  image: registry.fly.io/web:v2\n  env: {PORT: \"8080\"}\n  processGroups:\n    app:\n      regions: {iad: 1}\n      vm: {size: shared-cpu-2x}\n  checks:\n    alive: {type: tcp, port: 8080}\n";
+        opsctl_crds::load_str("web.yaml".as_ref(), yaml)
+            .unwrap()
+            .apps
+            .remove(0)
+    }
+
+    /// Update replaces the whole config (NOTES.md §2.1): what the manifest does not manage,
+    /// Fly's own env and metadata, and fields unknown to us must survive.
+    #[test]
+    fn apply_changes_only_managed_fields() {
+        let current: MachineConfig = serde_json::from_value(serde_json::json!({
+            "image": "registry.fly.io/web:v1",
+            "env": {"PORT": "9999", "OLD": "1", "FLY_PROCESS_GROUP": "app", "PRIMARY_REGION": "iad"},
+            "metadata": {"fly_platform_version": "v2", "fly_process_group": "app", "custom": "keep"},
+            "guest": {"cpu_kind": "shared", "cpus": 1, "memory_mb": 256, "kernel_args": ["quiet"]},
+            "services": [{"internal_port": 8080}],
+            "mounts": [{"volume": "vol_1", "path": "/data"}],
+        }))
+        .unwrap();
+        let release = ReleaseRef {
+            id: "rel".into(),
+            version: 7,
+        };
+        let cfg =
+            Desired::new(&app(), "app", "registry.fly.io/web:v2".into(), &release).apply(&current);
+        assert_eq!(cfg.image, "registry.fly.io/web:v2");
+        assert_eq!(cfg.env.get("PORT").map(String::as_str), Some("8080"));
+        assert!(
+            !cfg.env.contains_key("OLD"),
+            "env not in the manifest is removed"
+        );
+        assert_eq!(
+            cfg.env.get("FLY_PROCESS_GROUP").map(String::as_str),
+            Some("app")
+        );
+        assert_eq!(
+            cfg.env.get("PRIMARY_REGION").map(String::as_str),
+            Some("iad")
+        );
+        let guest = cfg.guest.as_ref().unwrap();
+        assert_eq!((guest.cpus, guest.memory_mb), (2, 512));
+        assert_eq!(guest.extra["kernel_args"][0], "quiet");
+        assert_eq!(cfg.metadata.get("custom").map(String::as_str), Some("keep"));
+        assert_eq!(
+            cfg.metadata.get(META_RELEASE_VERSION).map(String::as_str),
+            Some("7")
+        );
+        assert_eq!(cfg.extra["mounts"][0]["volume"], "vol_1");
+        assert_eq!(cfg.services.len(), 1);
     }
 }
