@@ -14,6 +14,7 @@
 //! - [`secret`]: the `Secret` newtype that never prints its value.
 
 pub mod cli;
+pub mod drain;
 pub mod fly;
 pub mod precheck;
 pub mod records;

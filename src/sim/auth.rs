@@ -1,5 +1,7 @@
-//! What every Fly API request passes through before its handler: the request counter and the
-//! token check.
+//! What every Fly API request passes through before its handler, in this order: the request
+//! counter, the transport faults ([`super::faults::layer::transport`]), the token check, Fly's
+//! rate limits ([`super::limits`]) and the faults tied to one call
+//! ([`super::faults::layer::handler`]).
 //!
 //! Fly accepts `Authorization: Bearer <token>` and, for macaroons, `FlyV1 <token>` (NOTES.md
 //! §1). The simulator accepts any non-empty token in either scheme: it checks that a client
@@ -17,19 +19,28 @@ use axum::routing::MethodRouter;
 
 use super::error::SimError;
 use super::state::SimState;
+use super::{faults, limits};
 
-/// Wraps one route's handlers: counted under `"METHOD template"`, then authenticated.
+/// Wraps one route's handlers: counted under `"METHOD template"`, transport faults,
+/// authenticated, rate limited, call faults (the last layer added runs first).
 pub fn fly_api(
     state: &SimState,
     template: &'static str,
     handlers: MethodRouter<SimState>,
 ) -> MethodRouter<SimState> {
+    let route = (state.clone(), template);
     handlers
+        .layer(middleware::from_fn_with_state(
+            route.clone(),
+            faults::layer::handler,
+        ))
+        .layer(middleware::from_fn_with_state(route.clone(), limits::limit))
         .layer(middleware::from_fn(require_token))
         .layer(middleware::from_fn_with_state(
-            (state.clone(), template),
-            count,
+            route.clone(),
+            faults::layer::transport,
         ))
+        .layer(middleware::from_fn_with_state(route, count))
 }
 
 async fn count(

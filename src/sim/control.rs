@@ -10,20 +10,30 @@
 //! | `POST /__sim/advance` | `{"by": "30s"}`: move the virtual clock; answers `{"now": RFC 3339}` |
 //! | `GET /__sim/clock` | `{"now": RFC 3339, "timeScale": N}` |
 //! | `GET /__sim/state` | [`StateDump`]: every app with its machines (destroyed ones too) and releases |
+//! | `GET /__sim/faults` | [`FaultsDump`]: installed faults with their counts |
+//! | `POST /__sim/faults` | one [`FaultSpec`] or a list; installs them now (201, [`FaultsDump`] of the new ones); 400 lists every problem |
+//! | `DELETE /__sim/faults`, `DELETE /__sim/faults/{id}` | remove all faults / one (204), lifting the leases they placed |
+//! | `GET /__sim/rate-limits` | [`RateLimits`] in force |
+//! | `POST /__sim/rate-limits` | [`RateLimitsPatch`] (`{"enabled": false}`, …); answers the new limits; buckets refill |
+//! | `POST /__sim/logs` | `{"app", "machine"?, "level"?, "message"}`: a log line now (201) |
 
 use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
 use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 
 use super::clock::DurationStr;
 use super::error::{SimError, parse_required};
+use super::faults::{FaultSpec, FaultView};
+use super::limits::{RateLimits, RateLimitsPatch};
+use super::logs::{LogLevel, posted};
 use super::scenario::ImageBehavior;
 use super::state::{RequestCounts, SimState};
 use crate::fly::wire::{Machine, RestRelease};
@@ -36,6 +46,117 @@ pub fn routes() -> Router<SimState> {
         .route("/__sim/advance", post(advance))
         .route("/__sim/clock", get(clock))
         .route("/__sim/state", get(state))
+        .route(
+            "/__sim/faults",
+            get(faults).post(add_faults).delete(clear_faults),
+        )
+        .route("/__sim/faults/{id}", delete(remove_fault))
+        .route("/__sim/rate-limits", get(rate_limits).post(set_rate_limits))
+        .route("/__sim/logs", post(add_log))
+}
+
+/// `GET /__sim/faults` (and the answer of `POST`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FaultsDump {
+    /// Installed faults, oldest first.
+    pub faults: Vec<FaultView>,
+}
+
+/// Body of `POST /__sim/faults`: one fault or several.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum FaultsBody {
+    One(Box<FaultSpec>),
+    Many(Vec<FaultSpec>),
+}
+
+async fn faults(State(s): State<SimState>) -> Json<FaultsDump> {
+    let now = s.now();
+    Json(FaultsDump {
+        faults: s.faults().iter().map(|f| f.view(now)).collect(),
+    })
+}
+
+async fn add_faults(State(s): State<SimState>, body: Bytes) -> Result<Response, SimError> {
+    let specs = match parse_required::<FaultsBody>(&body) {
+        Ok(FaultsBody::One(spec)) => vec![*spec],
+        Ok(FaultsBody::Many(specs)) => specs,
+        // `untagged` hides why; parse as one fault again for the message.
+        Err(_) => vec![parse_required::<FaultSpec>(&body)?],
+    };
+    let problems: Vec<String> = specs.iter().flat_map(FaultSpec::problems).collect();
+    if !problems.is_empty() {
+        return Err(SimError::BadRequest(problems.join("; ")));
+    }
+    let mut added = Vec::new();
+    for spec in specs {
+        added.push(s.add_fault(spec)?);
+    }
+    let now = s.now();
+    let dump = FaultsDump {
+        faults: added.iter().map(|f| f.view(now)).collect(),
+    };
+    Ok((StatusCode::CREATED, Json(dump)).into_response())
+}
+
+async fn clear_faults(State(s): State<SimState>) -> StatusCode {
+    s.remove_faults(None);
+    StatusCode::NO_CONTENT
+}
+
+async fn remove_fault(
+    State(s): State<SimState>,
+    Path(id): Path<u64>,
+) -> Result<StatusCode, SimError> {
+    match s.remove_faults(Some(id)) {
+        0 => Err(SimError::NotFound(format!("no fault {id}"))),
+        _ => Ok(StatusCode::NO_CONTENT),
+    }
+}
+
+async fn rate_limits(State(s): State<SimState>) -> Json<RateLimits> {
+    Json(s.rate_limits())
+}
+
+async fn set_rate_limits(
+    State(s): State<SimState>,
+    body: Bytes,
+) -> Result<Json<RateLimits>, SimError> {
+    let patch: RateLimitsPatch = parse_required(&body)?;
+    let limits = s.rate_limits().patched(patch);
+    let problems = limits.problems();
+    if !problems.is_empty() {
+        return Err(SimError::BadRequest(problems.join("; ")));
+    }
+    s.set_rate_limits(limits);
+    Ok(Json(limits))
+}
+
+/// Body of `POST /__sim/logs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewLog {
+    app: String,
+    #[serde(default)]
+    machine: Option<String>,
+    #[serde(default)]
+    level: LogLevel,
+    message: String,
+}
+
+async fn add_log(State(s): State<SimState>, body: Bytes) -> Result<StatusCode, SimError> {
+    let log: NewLog = parse_required(&body)?;
+    s.with_world(|w, now| {
+        let a = w.app_mut(&log.app)?;
+        if let Some(m) = log.machine.as_deref()
+            && !a.machines.contains_key(m)
+        {
+            return Err(SimError::MachineNotFound);
+        }
+        let line = posted(a, log.machine.as_deref(), log.level, &log.message, now);
+        a.posted_logs.push(line);
+        Ok(StatusCode::CREATED)
+    })
 }
 
 /// Body of `POST /__sim/images` (and its answer).

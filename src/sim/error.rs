@@ -46,9 +46,15 @@ pub enum SimError {
         /// RFC 3339 expiry.
         expires_at: String,
     },
+    /// 404: some other resource (a certificate, …) does not exist; the text says which.
+    #[error("{0}")]
+    NotFound(String),
     /// 400: the request is malformed.
     #[error("{0}")]
     BadRequest(String),
+    /// 422: the request is well-formed but refused (a taken hostname, a missing PEM).
+    #[error("{0}")]
+    Unprocessable(String),
     /// 412: the machine is in the wrong state for this call.
     #[error("{0}")]
     Precondition(String),
@@ -74,9 +80,11 @@ impl SimError {
             | Self::LeaseNotFound
             | Self::MetadataNotFound
             | Self::ReleaseNotFound
-            | Self::NoCurrentRelease => StatusCode::NOT_FOUND,
+            | Self::NoCurrentRelease
+            | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::LeaseHeld { .. } => StatusCode::CONFLICT,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Precondition(_) => StatusCode::PRECONDITION_FAILED,
             Self::WaitTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
         }

@@ -1,5 +1,6 @@
 //! Machines REST handlers (`/v1/apps/{app}…`, NOTES.md §2.1): apps, machines, wait,
-//! metadata, events (leases are in [`super::leases`]).
+//! suspend, signal, versions, events (leases are in [`super::leases`], metadata in
+//! [`super::metadata`]).
 //!
 //! Handlers translate HTTP into [`super::machine::SimMachine`] calls under the world lock and
 //! answer with the wire types of [`crate::fly::wire`]. Bodies are parsed leniently where
@@ -7,14 +8,13 @@
 //! required) and every error is Fly's `{"error": …}` JSON. Only `wait` awaits, polling the
 //! world every 20 ms of real time without holding the lock.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -25,8 +25,9 @@ use super::error::{SimError, parse_body, parse_required};
 use super::ids::machine_name;
 use super::leases::new_lease;
 use super::machine::SimMachine;
+use super::signals;
 use super::state::SimState;
-use crate::fly::wire::{App, Machine, MachineEvent, MachineRequest, WaitResponse};
+use crate::fly::wire::{App, Machine, MachineConfig, MachineEvent, MachineRequest, WaitResponse};
 
 /// Header carrying a lease nonce on guarded calls.
 pub const NONCE_HEADER: &str = "fly-machine-lease-nonce";
@@ -93,21 +94,19 @@ pub fn routes(state: &SimState) -> Router<SimState> {
             fly_api(state, "/v1/apps/{app}/machines/{id}/wait", get(wait)),
         )
         .route(
-            "/v1/apps/{app}/machines/{id}/metadata",
-            fly_api(
-                state,
-                "/v1/apps/{app}/machines/{id}/metadata",
-                get(get_metadata),
-            ),
+            "/v1/apps/{app}/machines/{id}/suspend",
+            fly_api(state, "/v1/apps/{app}/machines/{id}/suspend", post(suspend)),
         )
         .route(
-            "/v1/apps/{app}/machines/{id}/metadata/{key}",
+            "/v1/apps/{app}/machines/{id}/signal",
+            fly_api(state, "/v1/apps/{app}/machines/{id}/signal", post(signal)),
+        )
+        .route(
+            "/v1/apps/{app}/machines/{id}/versions",
             fly_api(
                 state,
-                "/v1/apps/{app}/machines/{id}/metadata/{key}",
-                get(get_metadata_key)
-                    .post(set_metadata)
-                    .delete(delete_metadata),
+                "/v1/apps/{app}/machines/{id}/versions",
+                get(versions),
             ),
         )
         .route(
@@ -341,6 +340,69 @@ async fn start(
     })
 }
 
+async fn suspend(
+    State(s): State<SimState>,
+    Path((app, id)): MachinePath,
+    headers: HeaderMap,
+) -> Result<Json<Value>, SimError> {
+    s.with_world(|w, now| {
+        let (m, b) = w.machine(&app, &id, now)?;
+        live(m)?;
+        m.guard(nonce(&headers), now)?;
+        m.suspend(now, b)?;
+        Ok(ok())
+    })
+}
+
+/// Body of `POST …/signal`: a name (`"SIGKILL"`, spec) or a number (`9`, fly-go).
+#[derive(Debug, Deserialize)]
+struct SignalRequest {
+    signal: Value,
+}
+
+async fn signal(
+    State(s): State<SimState>,
+    Path((app, id)): MachinePath,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, SimError> {
+    let SignalRequest { signal } = parse_required(&body)?;
+    let number = signals::number(&signal)
+        .ok_or_else(|| SimError::BadRequest(format!("invalid signal {signal}")))?;
+    s.with_world(|w, now| {
+        let (m, b) = w.machine(&app, &id, now)?;
+        live(m)?;
+        m.guard(nonce(&headers), now)?;
+        m.signal(number, now, b)?;
+        Ok(ok())
+    })
+}
+
+/// One entry of `GET …/versions` (spec `MachineVersion`).
+#[derive(Debug, Serialize)]
+struct MachineVersion {
+    version: String,
+    user_config: MachineConfig,
+}
+
+async fn versions(
+    State(s): State<SimState>,
+    Path((app, id)): MachinePath,
+) -> Result<Json<Vec<MachineVersion>>, SimError> {
+    s.with_world(|w, now| {
+        let (m, _) = w.machine(&app, &id, now)?;
+        Ok(Json(
+            m.versions()
+                .iter()
+                .map(|(version, config)| MachineVersion {
+                    version: version.clone(),
+                    user_config: config.clone(),
+                })
+                .collect(),
+        ))
+    })
+}
+
 async fn restart(
     State(s): State<SimState>,
     Path((app, id)): MachinePath,
@@ -435,7 +497,7 @@ async fn wait(
         Some(t) => t
             .parse::<u64>()
             .ok()
-            .or_else(|| DurationStr::parse(t).ok().map(|d| d.0.as_secs()))
+            .or_else(|| t.parse::<DurationStr>().ok().map(|d| d.0.as_secs()))
             .ok_or_else(|| SimError::BadRequest(format!("invalid timeout {t:?}; give seconds")))?,
     }
     .clamp(1, 60);
@@ -477,61 +539,6 @@ async fn wait(
         }
         tokio::time::sleep(WAIT_POLL.min(deadline - now)).await;
     }
-}
-
-async fn get_metadata(
-    State(s): State<SimState>,
-    Path((app, id)): MachinePath,
-) -> Result<Json<BTreeMap<String, String>>, SimError> {
-    s.with_world(|w, now| {
-        let (m, _) = w.machine(&app, &id, now)?;
-        Ok(Json(m.config.metadata.clone()))
-    })
-}
-
-async fn get_metadata_key(
-    State(s): State<SimState>,
-    Path((app, id, key)): Path<(String, String, String)>,
-) -> Result<Json<Value>, SimError> {
-    s.with_world(|w, now| {
-        let (m, _) = w.machine(&app, &id, now)?;
-        match m.config.metadata.get(&key) {
-            Some(v) => Ok(Json(json!({"value": v}))),
-            None => Err(SimError::MetadataNotFound),
-        }
-    })
-}
-
-/// Body of `POST …/metadata/{key}`.
-#[derive(Debug, Deserialize)]
-struct MetadataValue {
-    value: String,
-}
-
-async fn set_metadata(
-    State(s): State<SimState>,
-    Path((app, id, key)): Path<(String, String, String)>,
-    body: Bytes,
-) -> Result<StatusCode, SimError> {
-    let MetadataValue { value } = parse_required(&body)?;
-    s.with_world(|w, now| {
-        let (m, _) = w.machine(&app, &id, now)?;
-        live(m)?;
-        m.config.metadata.insert(key, value);
-        Ok(StatusCode::NO_CONTENT)
-    })
-}
-
-async fn delete_metadata(
-    State(s): State<SimState>,
-    Path((app, id, key)): Path<(String, String, String)>,
-) -> Result<StatusCode, SimError> {
-    s.with_world(|w, now| {
-        let (m, _) = w.machine(&app, &id, now)?;
-        live(m)?;
-        m.config.metadata.remove(&key);
-        Ok(StatusCode::NO_CONTENT)
-    })
 }
 
 async fn events(

@@ -6,18 +6,21 @@
 //! under `/__sim/` ([`control`]). Bodies are the shared [`crate::fly::wire`] types.
 //!
 //! Behaviour comes from a [`Scenario`] (YAML, see `docs/simulator.md`): apps, machines,
-//! releases, and how each image behaves (`healthy`, `fails-checks`, `crash-loop`, `exits`,
-//! `slow-start`). Time is virtual ([`clock`]): transitions (`replacing` → `started`, checks
-//! empty → passing) happen at virtual instants and are computed lazily on every access, so no
-//! background task runs and `POST /__sim/advance` replaces sleeping in tests.
+//! releases, certificates, log lines, how each image behaves (`healthy`, `fails-checks`,
+//! `crash-loop`, `exits`, `slow-start`), Fly's rate limits and scripted faults. Time is
+//! virtual ([`clock`]): transitions (`replacing` → `started`, checks empty → passing) happen at
+//! virtual instants and are computed lazily on every access, so no background task runs and
+//! `POST /__sim/advance` replaces sleeping in tests. Only rate-limit buckets, `wait`, and the
+//! delays of `latency` and `createTimesOutButSucceeds` faults run on real (tokio) time.
 //!
-//! Not simulated (yet): rate limits (429), injected faults (5xx, latency, outages),
-//! certificates, logs, volumes, suspend. The simulator never imports the Fly client, and the
-//! client never imports it.
+//! Not simulated (yet): volumes, exec, secrets, IP assignments, GraphQL certificates. The
+//! simulator never imports the Fly client, and the client never imports it.
 //!
-//! Map: [`scenario`] (the file format) → [`state`] (the world, [`SimState`]) →
-//! [`machine`] (one machine's life) ; handlers in [`machines`], [`releases`], [`control`];
-//! [`auth`] (token check and request counts); [`error`] (Fly's error bodies).
+//! Map: [`scenario`] (the file format) → [`state`] ([`SimState`], the shared handle) →
+//! [`world`] (apps, releases) → [`machine`] (one machine's life); handlers in [`machines`],
+//! [`metadata`], [`leases`], [`certificates`], [`logs`], [`releases`], [`control`]; every Fly
+//! route passes [`auth`] (request counts, token check), [`faults`] and [`limits`] (Fly's rate
+//! limits); [`error`] (Fly's error bodies).
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
@@ -29,17 +32,24 @@
 //! ```
 
 pub mod auth;
+pub mod certificates;
 pub mod checks;
 pub mod clock;
 pub mod control;
 pub mod error;
+pub mod faults;
 pub mod ids;
 pub mod leases;
+pub mod limits;
+pub mod logs;
 pub mod machine;
 pub mod machines;
+pub mod metadata;
 pub mod releases;
 pub mod scenario;
+pub mod signals;
 pub mod state;
+pub mod world;
 
 #[cfg(test)]
 mod tests;
@@ -62,7 +72,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 pub fn router(state: SimState) -> Router {
     Router::new()
         .merge(machines::routes(&state))
+        .merge(metadata::routes(&state))
         .merge(leases::routes(&state))
+        .merge(certificates::routes(&state))
+        .merge(logs::routes(&state))
         .merge(releases::routes(&state))
         .merge(control::routes())
         .fallback(auth::unmatched)

@@ -1,28 +1,26 @@
-//! The simulated world (apps, machines, releases, image behaviours) and [`SimState`], the
-//! shared handle every handler receives.
+//! [`SimState`], the shared handle every handler receives (the world itself is in
+//! [`super::world`], re-exported here).
 //!
 //! [`SimState`] is a cheap `Clone` around an `Arc`: the virtual clock, the world behind one
-//! mutex (held only for short, non-async sections; no handler awaits while holding it), and the
-//! request counters. [`World::from_scenario`] builds the starting world from a
-//! [`Scenario`]; after that only the HTTP handlers and the `/__sim/` control API change it.
+//! mutex (held only for short, non-async sections; no handler awaits while holding it), the
+//! rate limiter and the request counters. [`World::from_scenario`] builds the starting world
+//! from a [`Scenario`]; after that only the HTTP handlers and the `/__sim/` control API change
+//! it, plus the faults, whose leases are placed when their window begins (checked on every
+//! access to the world).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use super::clock::{VirtualClock, to_chrono};
+use super::clock::VirtualClock;
 use super::error::SimError;
-use super::ids::{fnv64, machine_name, new_nonce, random_machine_id, release_id};
-use super::machine::{Behaviors, LeaseRec, SimMachine};
-use super::scenario::{AppSpec, ImageBehavior, InitialState, MachineSpec, ReleaseStatus, Scenario};
-use crate::fly::wire::{
-    GqlRelease, Guest, META_PLATFORM_VERSION, META_PROCESS_GROUP, META_RELEASE_ID,
-    META_RELEASE_VERSION, MachineConfig, RestRelease,
-};
+use super::faults::{Call, Fault, FaultSpec, Plan, Stage};
+use super::limits::{Class, RateLimiter, RateLimits};
+use super::scenario::{ImageBehavior, Scenario};
+pub use super::world::{GqlReleaseNode, GqlUser, SimApp, SimRelease, World};
 
 /// The simulator's shared state: clock, world and request counters. Clone it freely.
 #[derive(Debug, Clone)]
@@ -35,6 +33,7 @@ struct Inner {
     clock: VirtualClock,
     world: Mutex<World>,
     counts: Mutex<RequestCounts>,
+    limiter: Mutex<RateLimiter>,
 }
 
 /// Requests the Fly API routes received (the `/__sim/` control API is not counted).
@@ -45,12 +44,22 @@ pub struct RequestCounts {
     /// Per `"METHOD /route/{template}"`, e.g. `"POST /v1/apps/{app}/machines/{id}"`;
     /// unknown paths count under `"unmatched"`.
     pub endpoints: BTreeMap<String, u64>,
+    /// Answers the simulator made up, by kind: each fault kind that fired (`errorRate`,
+    /// `latency`, `storm429`, `apiDown`, `leaseHeldBy`, `createTimesOutButSucceeds`,
+    /// `listEmptyOnce`, `concurrentUpdate`) and `rateLimit` for 429s over Fly's limits.
+    #[serde(default)]
+    pub faults: BTreeMap<String, u64>,
 }
 
 impl RequestCounts {
     /// Count for one endpoint key (0 when never called).
     pub fn get(&self, key: &str) -> u64 {
         self.endpoints.get(key).copied().unwrap_or(0)
+    }
+
+    /// How often faults of `kind` (or `rateLimit`) fired (0 when never).
+    pub fn fault(&self, kind: &str) -> u64 {
+        self.faults.get(kind).copied().unwrap_or(0)
     }
 }
 
@@ -60,12 +69,16 @@ impl SimState {
     pub fn new(scenario: Scenario) -> Self {
         let start = scenario.clock_start.unwrap_or_else(Utc::now);
         let clock = VirtualClock::new(start, scenario.time_scale);
-        let world = World::from_scenario(&scenario, start);
+        let mut world = World::from_scenario(&scenario, start);
+        for spec in &scenario.faults {
+            world.faults.install(spec.clone(), start);
+        }
         Self {
             inner: Arc::new(Inner {
                 clock,
                 world: Mutex::new(world),
                 counts: Mutex::new(RequestCounts::default()),
+                limiter: Mutex::new(RateLimiter::new(scenario.rate_limits)),
             }),
         }
     }
@@ -112,401 +125,114 @@ impl SimState {
         *counts.endpoints.entry(key).or_default() += 1;
     }
 
-    /// Runs `f` on the world with the current virtual time. Do not await inside.
+    /// Counts one made-up answer of `kind` (see [`RequestCounts::faults`]).
+    pub(crate) fn count_fault(&self, kind: &str) {
+        let mut counts = self.inner.counts.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.faults.entry(kind.to_string()).or_default() += 1;
+    }
+
+    /// The rate limits in force.
+    pub fn rate_limits(&self) -> RateLimits {
+        self.limiter().limits()
+    }
+
+    /// Replaces the rate limits; every bucket starts full again.
+    pub fn set_rate_limits(&self, limits: RateLimits) {
+        self.limiter().set_limits(limits);
+    }
+
+    /// Takes a rate-limit token on tokio's clock (real time; paused in tests).
+    pub(crate) fn take_rate_token(
+        &self,
+        class: Class,
+        action: &str,
+        subject: &str,
+    ) -> Result<(), Duration> {
+        let now = tokio::time::Instant::now();
+        self.limiter().take(class, action, subject, now)
+    }
+
+    fn limiter(&self) -> std::sync::MutexGuard<'_, RateLimiter> {
+        self.inner.limiter.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Installs a fault now (its window counts from the current virtual time). Its
+    /// [`FaultSpec::problems`] and unknown machines are refused.
+    ///
+    /// # Errors
+    /// [`SimError::BadRequest`] listing every problem.
+    pub fn add_fault(&self, spec: FaultSpec) -> Result<Fault, SimError> {
+        let mut problems = spec.problems();
+        self.with_world(|w, now| {
+            if let Some(m) = spec.machine.as_deref()
+                && !w.apps.values().any(|a| a.machines.contains_key(m))
+            {
+                problems.push(format!("fault {}: no machine {m}", spec.kind().as_str()));
+            }
+            if !problems.is_empty() {
+                return Err(SimError::BadRequest(problems.join("; ")));
+            }
+            // A lease it holds is placed on the next access to the world, and counted there.
+            Ok(w.faults.install(spec, now).clone())
+        })
+    }
+
+    /// Removes every fault, or only fault `id`, and lifts the leases they placed. Returns
+    /// how many were removed.
+    pub fn remove_faults(&self, id: Option<u64>) -> usize {
+        self.with_world(|w, _| {
+            let removed = match id {
+                None => w.faults.clear(),
+                Some(id) => w.faults.remove(id).into_iter().collect(),
+            };
+            for f in &removed {
+                let (Some(machine), Some(nonce)) = (&f.spec.machine, &f.placed_nonce) else {
+                    continue;
+                };
+                for a in w.apps.values_mut() {
+                    if let Some(m) = a.machines.get_mut(machine)
+                        && m.lease.as_ref().is_some_and(|l| &l.nonce == nonce)
+                    {
+                        m.lease = None;
+                    }
+                }
+            }
+            removed.len()
+        })
+    }
+
+    /// The installed faults.
+    pub fn faults(&self) -> Vec<Fault> {
+        self.with_world(|w, _| w.faults.all().to_vec())
+    }
+
+    pub(crate) fn plan_faults(&self, stage: Stage, call: &Call<'_>) -> Plan {
+        let scale = self.time_scale();
+        self.with_world(|w, now| w.faults.plan(stage, call, now, scale))
+    }
+
+    pub(crate) fn confirm_fault(&self, id: u64) -> bool {
+        self.with_world(|w, now| w.faults.confirm(id, now))
+    }
+
+    /// Runs `f` on the world with the current virtual time, after placing the leases of
+    /// faults whose window has begun. Do not await inside.
     pub(crate) fn with_world<R>(&self, f: impl FnOnce(&mut World, DateTime<Utc>) -> R) -> R {
         let mut world = self.inner.world.lock().unwrap_or_else(|e| e.into_inner());
         let now = self.inner.clock.now();
+        let placed = world.apply_faults(now);
+        if placed > 0 {
+            let mut counts = self.inner.counts.lock().unwrap_or_else(|e| e.into_inner());
+            *counts.faults.entry("leaseHeldBy".to_string()).or_default() += placed;
+        }
         f(&mut world, now)
     }
-}
-
-/// Everything the simulated Fly knows.
-#[derive(Debug)]
-pub struct World {
-    /// Image behaviours and timings.
-    pub behaviors: Behaviors,
-    /// Owner written into granted leases.
-    pub lease_owner: String,
-    /// Apps by name.
-    pub apps: BTreeMap<String, SimApp>,
-}
-
-/// One app.
-#[derive(Debug)]
-pub struct SimApp {
-    /// Name (= id).
-    pub name: String,
-    /// Organisation slug.
-    pub org: String,
-    /// Default region.
-    pub primary_region: String,
-    /// `deployed`, …
-    pub status: String,
-    /// Machines by id, destroyed ones included.
-    pub machines: BTreeMap<String, SimMachine>,
-    /// Releases, oldest first.
-    pub releases: Vec<SimRelease>,
-}
-
-/// One release.
-#[derive(Debug, Clone)]
-pub struct SimRelease {
-    /// Opaque id.
-    pub id: String,
-    /// Per-app version.
-    pub version: i64,
-    /// Status.
-    pub status: ReleaseStatus,
-    /// Full image reference.
-    pub image: String,
-    /// `ROLLING`, …
-    pub strategy: String,
-    /// `Release`.
-    pub description: String,
-    /// Free text.
-    pub reason: String,
-    /// Who made it.
-    pub user: String,
-    /// Created, virtual time.
-    pub created_at: DateTime<Utc>,
-    /// Last status change, virtual time.
-    pub updated_at: DateTime<Utc>,
-    /// The app definition sent on create.
-    pub definition: Value,
-    /// Metadata sent on update (`post_deployment_info`).
-    pub metadata: Option<Value>,
-}
-
-/// `user` of a GraphQL release node: the wire `GqlRelease` has no `user`, which fly-go's
-/// `releasesUnprocessed` query selects (`user { id email name }`, NOTES.md §3.2).
-#[derive(Debug, Clone, Serialize)]
-pub struct GqlUser {
-    /// User id.
-    pub id: String,
-    /// E-mail.
-    pub email: String,
-    /// Name.
-    pub name: String,
-}
-
-/// A GraphQL release node: the wire [`GqlRelease`] plus `user`.
-#[derive(Debug, Clone, Serialize)]
-pub struct GqlReleaseNode {
-    /// The release fields.
-    #[serde(flatten)]
-    pub release: GqlRelease,
-    /// The user who made it.
-    pub user: GqlUser,
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-impl SimRelease {
-    /// GraphQL `ReleaseUnprocessed` shape.
-    pub fn to_gql(&self) -> GqlReleaseNode {
-        GqlReleaseNode {
-            release: GqlRelease {
-                id: self.id.clone(),
-                version: self.version,
-                status: self.status.as_str().to_string(),
-                description: self.description.clone(),
-                reason: self.reason.clone(),
-                image_ref: Some(self.image.clone()),
-                stable: self.status == ReleaseStatus::Complete,
-                created_at: rfc3339(self.created_at),
-            },
-            user: GqlUser {
-                id: format!("u{:x}", fnv64(self.user.as_bytes()) & 0xffff_ffff),
-                email: self.user.clone(),
-                name: self.user.split('@').next().unwrap_or_default().to_string(),
-            },
-        }
-    }
-
-    /// REST release shape.
-    pub fn to_rest(&self) -> RestRelease {
-        RestRelease {
-            id: self.id.clone(),
-            version: self.version,
-            stable: self.status == ReleaseStatus::Complete,
-            in_progress: matches!(self.status, ReleaseStatus::Pending | ReleaseStatus::Running),
-            status: self.status.as_str().to_string(),
-            strategy: self.strategy.clone(),
-            user: self.user.clone(),
-            created_at: rfc3339(self.created_at),
-            image_ref: self.image.clone(),
-        }
-    }
-}
-
-impl SimApp {
-    /// Releases newest first, at most `limit`.
-    pub fn releases_newest_first(&self, limit: Option<usize>) -> Vec<&SimRelease> {
-        let mut all: Vec<&SimRelease> = self.releases.iter().collect();
-        all.sort_by_key(|r| std::cmp::Reverse(r.version));
-        all.truncate(limit.unwrap_or(usize::MAX));
-        all
-    }
-
-    /// The newest `complete` release.
-    pub fn current_release(&self) -> Option<&SimRelease> {
-        self.releases
-            .iter()
-            .filter(|r| r.status == ReleaseStatus::Complete)
-            .max_by_key(|r| r.version)
-    }
-
-    /// Machines not destroyed.
-    pub fn live_machine_count(&self) -> usize {
-        self.machines
-            .values()
-            .filter(|m| m.state() != "destroyed")
-            .count()
-    }
-
-    /// Creates release `max + 1`, status `pending`.
-    pub fn create_release(
-        &mut self,
-        image: &str,
-        strategy: &str,
-        definition: Value,
-        user: &str,
-        now: DateTime<Utc>,
-    ) -> &SimRelease {
-        let version = self.releases.iter().map(|r| r.version).max().unwrap_or(0) + 1;
-        self.releases.push(SimRelease {
-            id: release_id(&self.name, version),
-            version,
-            status: ReleaseStatus::Pending,
-            image: image.to_string(),
-            strategy: if strategy.is_empty() {
-                "ROLLING"
-            } else {
-                strategy
-            }
-            .to_uppercase(),
-            description: "Release".to_string(),
-            reason: String::new(),
-            user: user.to_string(),
-            created_at: now,
-            updated_at: now,
-            definition,
-            metadata: None,
-        });
-        &self.releases[self.releases.len() - 1]
-    }
-}
-
-impl World {
-    /// Builds the starting world; `start` is the virtual clock's start.
-    pub fn from_scenario(scenario: &Scenario, start: DateTime<Utc>) -> Self {
-        let behaviors = Behaviors {
-            timing: scenario.timing,
-            images: scenario.images.clone(),
-            default: scenario.default_behavior,
-        };
-        let apps = scenario
-            .apps
-            .iter()
-            .map(|spec| (spec.name.value.clone(), build_app(spec, start, &behaviors)))
-            .collect();
-        Self {
-            behaviors,
-            lease_owner: scenario.lease_owner.clone(),
-            apps,
-        }
-    }
-
-    /// The app, or 404.
-    ///
-    /// # Errors
-    /// [`SimError::AppNotFound`].
-    pub fn app(&self, name: &str) -> Result<&SimApp, SimError> {
-        self.apps.get(name).ok_or(SimError::AppNotFound)
-    }
-
-    /// The app, mutable, or 404.
-    ///
-    /// # Errors
-    /// [`SimError::AppNotFound`].
-    pub fn app_mut(&mut self, name: &str) -> Result<&mut SimApp, SimError> {
-        self.apps.get_mut(name).ok_or(SimError::AppNotFound)
-    }
-
-    /// The machine, settled to `now`, with the behaviours; 404 for an unknown app or machine.
-    ///
-    /// # Errors
-    /// [`SimError::AppNotFound`], [`SimError::MachineNotFound`].
-    pub fn machine(
-        &mut self,
-        app: &str,
-        id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<(&mut SimMachine, &Behaviors), SimError> {
-        let Self {
-            apps, behaviors, ..
-        } = self;
-        let machine = apps
-            .get_mut(app)
-            .ok_or(SimError::AppNotFound)?
-            .machines
-            .get_mut(id)
-            .ok_or(SimError::MachineNotFound)?;
-        machine.settle(now, behaviors);
-        Ok((machine, behaviors))
-    }
-
-    /// A fresh machine id, unique in the world: 14 lowercase hex characters.
-    pub fn new_machine_id(&self) -> String {
-        loop {
-            let id = random_machine_id();
-            if !self.apps.values().any(|a| a.machines.contains_key(&id)) {
-                return id;
-            }
-        }
-    }
-
-    /// The release with this id, in any app.
-    pub fn release_mut(&mut self, id: &str) -> Option<&mut SimRelease> {
-        self.apps
-            .values_mut()
-            .flat_map(|a| a.releases.iter_mut())
-            .find(|r| r.id == id)
-    }
-}
-
-fn build_app(spec: &AppSpec, start: DateTime<Utc>, b: &Behaviors) -> SimApp {
-    let mut specs: Vec<_> = spec.releases.iter().collect();
-    specs.sort_by_key(|r| r.version.value);
-    let count = specs.len() as i64;
-    let releases: Vec<SimRelease> = specs
-        .into_iter()
-        .zip(0i64..)
-        .map(|(r, i)| {
-            let version = r.version.value;
-            let created = r
-                .created_at
-                .unwrap_or_else(|| start - chrono::Duration::hours(count + 1 - i));
-            SimRelease {
-                id: r
-                    .id
-                    .clone()
-                    .unwrap_or_else(|| release_id(&spec.name.value, version)),
-                version,
-                status: r.status,
-                image: r.image.clone(),
-                strategy: r.strategy.clone(),
-                description: r.description.clone(),
-                reason: r.reason.clone(),
-                user: r.user.clone(),
-                created_at: created,
-                updated_at: created,
-                definition: Value::Null,
-                metadata: None,
-            }
-        })
-        .collect();
-    let mut app = SimApp {
-        name: spec.name.value.clone(),
-        org: spec.org.clone(),
-        primary_region: spec.primary_region.clone(),
-        status: spec.status.clone(),
-        machines: BTreeMap::new(),
-        releases,
-    };
-    for m in &spec.machines {
-        let machine = build_machine(spec, m, &app, start, b);
-        app.machines.insert(machine.id.clone(), machine);
-    }
-    app
-}
-
-fn build_machine(
-    spec: &AppSpec,
-    m: &MachineSpec,
-    app: &SimApp,
-    start: DateTime<Utc>,
-    b: &Behaviors,
-) -> SimMachine {
-    let release = m
-        .release
-        .as_ref()
-        .and_then(|v| app.releases.iter().find(|r| r.version == v.value));
-    let id = m.id.value.0.clone();
-    let config = machine_config(spec, m, release);
-    let since = release
-        .map(|r| r.created_at)
-        .filter(|t| *t < start)
-        .unwrap_or(start - chrono::Duration::hours(1));
-    let name = m.name.clone().unwrap_or_else(|| machine_name(&id));
-    let region = m
-        .region
-        .clone()
-        .unwrap_or_else(|| spec.primary_region.clone());
-    let skip_launch = m.state == InitialState::Created;
-    let mut machine = SimMachine::launch(id, name, region, config, since, skip_launch, b);
-    let a_minute = chrono::Duration::minutes(1);
-    machine.settle(since + a_minute, b);
-    if m.state == InitialState::Stopped {
-        machine.stop(since + a_minute, b);
-        machine.settle(since + a_minute * 2, b);
-    }
-    machine.cordoned = m.cordoned;
-    if let Some(lease) = &m.lease {
-        machine.lease = Some(LeaseRec {
-            nonce: new_nonce(),
-            owner: lease.owner.clone(),
-            description: lease.description.clone(),
-            expires_at: start + to_chrono(lease.ttl.0),
-            version: machine.instance_id.clone(),
-        });
-    }
-    machine
-}
-
-/// The scenario machine's config: its own or the app template, plus image, Fly's env and
-/// metadata, and a `shared-cpu-1x` guest when none is given.
-fn machine_config(spec: &AppSpec, m: &MachineSpec, release: Option<&SimRelease>) -> MachineConfig {
-    let mut c = m
-        .config
-        .clone()
-        .or_else(|| spec.machine_config.clone())
-        .unwrap_or_default();
-    c.image = m.resolved_image(spec).unwrap_or_default();
-    c.env
-        .entry("FLY_PROCESS_GROUP".to_string())
-        .or_insert_with(|| m.process_group.clone());
-    c.env
-        .entry("PRIMARY_REGION".to_string())
-        .or_insert_with(|| spec.primary_region.clone());
-    c.guest.get_or_insert_with(|| Guest {
-        cpu_kind: "shared".to_string(),
-        cpus: 1,
-        memory_mb: 256,
-    });
-    c.extra
-        .entry("init")
-        .or_insert_with(|| serde_json::json!({}));
-    if m.managed {
-        c.metadata
-            .insert(META_PLATFORM_VERSION.to_string(), "v2".to_string());
-        c.metadata
-            .insert(META_PROCESS_GROUP.to_string(), m.process_group.clone());
-    }
-    if let Some(r) = release {
-        c.metadata.insert(META_RELEASE_ID.to_string(), r.id.clone());
-        c.metadata
-            .insert(META_RELEASE_VERSION.to_string(), r.version.to_string());
-    }
-    c.metadata.extend(m.metadata.clone());
-    c
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fly::wire::{META_PROCESS_GROUP, META_RELEASE_ID, META_RELEASE_VERSION};
 
     #[test]
     fn lowendinsight_world_matches_the_brief() {

@@ -19,12 +19,16 @@ use super::clock::to_chrono;
 use super::error::SimError;
 use super::ids::{image_ref, new_ulid, private_ip};
 use super::scenario::{ImageBehavior, Timing};
+use super::signals;
 use crate::fly::wire::{
     CheckStatus, EventRequest, ExitEvent, Lease, Machine, MachineConfig, MachineEvent,
 };
 
 /// Events kept per machine (newest first); older ones are dropped.
 const MAX_EVENTS: usize = 100;
+
+/// Config versions kept per machine (newest first).
+const MAX_VERSIONS: usize = 50;
 
 /// How images behave, and the scenario's timings. Read at each transition, so a change made
 /// through `/__sim/images` applies from the next start on (check results change at once).
@@ -94,6 +98,8 @@ enum Step {
     Stop,
     /// → `destroyed` (event `destroy`).
     Destroy,
+    /// Requested suspend completes → `suspended` (event `suspend`).
+    Suspend,
 }
 
 #[derive(Debug, Clone)]
@@ -129,6 +135,7 @@ pub struct SimMachine {
     restart_count: u32,
     events: Vec<MachineEvent>,
     pending: Vec<Scheduled>,
+    versions: Vec<(String, MachineConfig)>,
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -166,7 +173,9 @@ impl SimMachine {
             restart_count: 0,
             events: Vec::new(),
             pending: Vec::new(),
+            versions: Vec::new(),
         };
+        m.record_version();
         m.push_event(now, "launch", "created", "user", None);
         if !skip_launch {
             m.state = "starting".to_string();
@@ -270,7 +279,24 @@ impl SimMachine {
                 self.lease = None;
                 self.push_event(at, "destroy", "destroyed", "user", None);
             }
+            Step::Suspend => {
+                self.state = "suspended".to_string();
+                self.started_at = None;
+                self.crashed = false;
+                self.push_event(at, "suspend", "suspended", "user", None);
+            }
         }
+    }
+
+    fn record_version(&mut self) {
+        self.versions
+            .insert(0, (self.instance_id.clone(), self.config.clone()));
+        self.versions.truncate(MAX_VERSIONS);
+    }
+
+    /// Config versions, newest first: (`instance_id`, config as it was set).
+    pub fn versions(&self) -> &[(String, MachineConfig)] {
+        &self.versions
     }
 
     fn schedule(&mut self, at: DateTime<Utc>, step: Step) {
@@ -313,6 +339,7 @@ impl SimMachine {
         self.pending.clear();
         self.config = config;
         self.instance_id = new_ulid(now);
+        self.record_version();
         self.updated_at = now;
         self.restart_count = 0;
         self.started_at = None;
@@ -391,6 +418,68 @@ impl SimMachine {
         self.push_event(now, "restart", "restarting", "user", None);
         let at = now + b.stop_delay() + b.start_delay(&self.config.image);
         self.schedule(at, Step::Start);
+        Ok(())
+    }
+
+    /// Suspends a started machine (`suspending`, then `suspended` after stopDelay); `start`
+    /// resumes it.
+    ///
+    /// # Errors
+    /// [`SimError::Precondition`] unless it is `started`.
+    pub fn suspend(&mut self, now: DateTime<Utc>, b: &Behaviors) -> Result<(), SimError> {
+        self.settle(now, b);
+        if self.state != "started" {
+            return Err(SimError::Precondition(format!(
+                "failed_precondition: unable to suspend machine {}, not currently started (is {})",
+                self.id, self.state
+            )));
+        }
+        self.pending.clear();
+        self.state = "suspending".to_string();
+        self.started_at = None;
+        self.updated_at = now;
+        self.schedule(now + b.stop_delay(), Step::Suspend);
+        Ok(())
+    }
+
+    /// Delivers signal `number` to the main process. One that [`signals::terminates`] it
+    /// makes it exit at once with code 128 + `number` (event `exit`); flyd restarts it unless
+    /// the config's `restart.policy` is `no`. Others change nothing.
+    ///
+    /// # Errors
+    /// [`SimError::Precondition`] unless it is `started`.
+    pub fn signal(
+        &mut self,
+        number: i32,
+        now: DateTime<Utc>,
+        b: &Behaviors,
+    ) -> Result<(), SimError> {
+        self.settle(now, b);
+        if self.state != "started" {
+            return Err(SimError::Precondition(format!(
+                "failed_precondition: machine {} is not running (is {})",
+                self.id, self.state
+            )));
+        }
+        if !signals::terminates(number) {
+            return Ok(());
+        }
+        let policy = self
+            .config
+            .extra
+            .get("restart")
+            .and_then(|r| r.get("policy"))
+            .and_then(|p| p.as_str());
+        let restarting = policy != Some("no");
+        self.pending.clear();
+        self.apply(
+            now,
+            Step::Exit {
+                code: 128 + number,
+                restarting,
+            },
+            b,
+        );
         Ok(())
     }
 

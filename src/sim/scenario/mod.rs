@@ -11,7 +11,7 @@
 //! Machine `config` blocks are Fly's own `MachineConfig` JSON shape written as YAML, so they
 //! are open (unknown fields are kept, as Fly keeps them).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -19,7 +19,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_saphyr::Spanned;
 
+use super::certificates::CertificateSpec;
 use super::clock::DurationStr;
+use super::faults::FaultSpec;
+use super::limits::RateLimits;
+use super::logs::LogSpec;
 use crate::fly::wire::MachineConfig;
 
 /// The bundled LowEndInsight scenario (the same text as `examples/sim/lowendinsight.yaml`).
@@ -50,6 +54,13 @@ pub struct Scenario {
     /// The apps that exist.
     #[serde(default)]
     pub apps: Vec<AppSpec>,
+    /// Fly's rate limits (default: enabled, 1/s burst 3 per action, 5/s burst 10 for a
+    /// machine GET).
+    #[serde(default)]
+    pub rate_limits: RateLimits,
+    /// Faults installed at start-up; their windows count from the clock start.
+    #[serde(default)]
+    pub faults: Vec<FaultSpec>,
 }
 
 /// Delays of machine state transitions, in virtual time.
@@ -121,6 +132,12 @@ pub struct AppSpec {
     /// Machines.
     #[serde(default)]
     pub machines: Vec<MachineSpec>,
+    /// TLS certificates.
+    #[serde(default)]
+    pub certificates: Vec<CertificateSpec>,
+    /// Log lines the app prints.
+    #[serde(default)]
+    pub logs: Vec<LogSpec>,
 }
 
 /// One release in an app's history.
@@ -378,6 +395,8 @@ impl Scenario {
             default_behavior: ImageBehavior::Healthy,
             images: BTreeMap::new(),
             apps: Vec::new(),
+            rate_limits: RateLimits::default(),
+            faults: Vec::new(),
         }
     }
 
@@ -414,73 +433,6 @@ impl Scenario {
             })
         }
     }
-
-    /// Rules YAML cannot express; returns every broken one.
-    fn check(&self) -> Vec<Problem> {
-        let mut problems = Vec::new();
-        if !(self.time_scale.is_finite() && self.time_scale > 0.0) {
-            problems.push(Problem {
-                line: 0,
-                column: 0,
-                message: format!(
-                    "timeScale must be a positive number, got {}",
-                    self.time_scale
-                ),
-            });
-        }
-        let mut app_names = BTreeSet::new();
-        let mut machine_ids = BTreeSet::new();
-        for app in &self.apps {
-            if app.name.value.is_empty() || !app_names.insert(app.name.value.clone()) {
-                problems.push(at(
-                    &app.name,
-                    format!("duplicate or empty app name {:?}", app.name.value),
-                ));
-            }
-            let mut versions = BTreeSet::new();
-            for release in &app.releases {
-                if release.version.value < 1 || !versions.insert(release.version.value) {
-                    problems.push(at(
-                        &release.version,
-                        format!(
-                            "release version {} of app {:?} must be ≥ 1 and unique",
-                            release.version.value, app.name.value
-                        ),
-                    ));
-                }
-            }
-            for machine in &app.machines {
-                if !machine_ids.insert(machine.id.value.clone()) {
-                    problems.push(at(
-                        &machine.id,
-                        format!("duplicate machine id {}", machine.id.value.0),
-                    ));
-                }
-                if let Some(release) = &machine.release
-                    && !versions.contains(&release.value)
-                {
-                    problems.push(at(
-                        release,
-                        format!(
-                            "machine {} names release {}, which app {:?} does not have",
-                            machine.id.value.0, release.value, app.name.value
-                        ),
-                    ));
-                }
-                if machine.resolved_image(app).is_none() {
-                    problems.push(at(
-                        &machine.id,
-                        format!(
-                            "machine {} has no image: give `image`, `config.image`, the app's \
-                             `machineConfig.image`, or a `release`",
-                            machine.id.value.0
-                        ),
-                    ));
-                }
-            }
-        }
-        problems
-    }
 }
 
 impl MachineSpec {
@@ -502,14 +454,6 @@ impl MachineSpec {
                 let release = app.releases.iter().find(|r| r.version.value == version)?;
                 non_empty(&release.image)
             })
-    }
-}
-
-fn at<T>(spanned: &Spanned<T>, message: String) -> Problem {
-    Problem {
-        line: spanned.referenced.line(),
-        column: spanned.referenced.column(),
-        message,
     }
 }
 
@@ -550,5 +494,6 @@ fn default_lease_ttl() -> DurationStr {
     DurationStr(std::time::Duration::from_secs(3600))
 }
 
+mod rules;
 #[cfg(test)]
 mod tests;

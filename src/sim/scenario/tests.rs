@@ -52,7 +52,7 @@ fn bad_duration_and_unquoted_number_are_located() {
     let p = problems("timing:\n  startDelay: 40\n");
     assert_eq!(p[0].line, 2);
     assert!(
-        p[0].message.contains("no unit") || p[0].message.contains("quoted"),
+        p[0].message.contains("need a unit") || p[0].message.contains("quoted"),
         "{}",
         p[0].message
     );

@@ -5,14 +5,19 @@
 //! frozen (`timeScale` 1e-6), so nothing moves unless a test advances virtual time; no test
 //! sleeps to let a transition happen.
 
+mod certificates;
 mod control;
+mod endpoints;
+mod faults;
 mod leases_wait;
+mod limits;
+mod logs;
 mod machines;
 mod releases;
 
 use axum::Router;
 use axum::body::Body;
-use axum::http::{Method, Request, StatusCode};
+use axum::http::{HeaderMap, Method, Request, StatusCode};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -90,6 +95,39 @@ impl Sim {
                 .unwrap_or_else(|e| panic!("{uri}: body is not JSON ({e}): {bytes:?}"))
         };
         (status, json)
+    }
+
+    /// Sends a request with a bearer token; answers (status, headers, body bytes or the
+    /// error reading them — a dropped answer fails there).
+    pub async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, HeaderMap, Result<Vec<u8>, String>) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("authorization", "Bearer test-token");
+        let body = body.map_or_else(Body::empty, |v| Body::from(v.to_string()));
+        let resp = self
+            .app
+            .clone()
+            .oneshot(req.body(body).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = resp.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| e.to_string());
+        (parts.status, parts.headers, bytes)
+    }
+
+    /// Installs a fault through `POST /__sim/faults`; panics unless it is accepted.
+    pub async fn fault(&self, spec: Value) {
+        let (status, body) = self.post("/__sim/faults", spec).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
     }
 
     pub async fn get(&self, uri: &str) -> (StatusCode, Value) {
