@@ -70,40 +70,7 @@ fn mapping(name: &str) -> Option<Reader> {
 
 /// Losses that are deliberate or known, by `(example or sample, path)`. Paths use `*` for
 /// array elements. docs/fly-compat.md, "Wire types".
-const KNOWN_LOSSES: &[(&str, &str, &str)] = &[
-    (
-        "spec sample Machine",
-        "-/config/guest/gpu_kind",
-        "W1: wire::Guest models cpu_kind/cpus/memory_mb only and has no `extra`",
-    ),
-    ("spec sample Machine", "-/config/guest/gpus", "W1"),
-    (
-        "spec sample Machine",
-        "-/config/guest/host_dedication_id",
-        "W1",
-    ),
-    ("spec sample Machine", "-/config/guest/kernel_args", "W1"),
-    (
-        "spec sample Machine",
-        "-/incomplete_config/guest/gpu_kind",
-        "W1",
-    ),
-    (
-        "spec sample Machine",
-        "-/incomplete_config/guest/gpus",
-        "W1",
-    ),
-    (
-        "spec sample Machine",
-        "-/incomplete_config/guest/host_dedication_id",
-        "W1",
-    ),
-    (
-        "spec sample Machine",
-        "-/incomplete_config/guest/kernel_args",
-        "W1",
-    ),
-];
+const KNOWN_LOSSES: &[(&str, &str, &str)] = &[];
 
 /// Differences between `before` and `after`: `-path` lost, `~path` changed, `+path` added.
 fn diff(before: &Value, after: &Value, at: &str, out: &mut BTreeSet<String>) {
