@@ -6,13 +6,18 @@
 //!
 //! What is *not* drift: keys Fly adds itself (`FLY_*` env such as `FLY_PROCESS_GROUP`,
 //! `PRIMARY_REGION`; platform metadata), machines without `fly_platform_version=v2` (not
-//! managed by Fly Launch, so not ours), and destroyed machines.
+//! managed by Fly Launch, so not ours), and destroyed machines. Services, checks and stop
+//! settings are compared after both sides are normalised
+//! ([`ServiceConfig::normalized`](crate::machine_config::ServiceConfig::normalized): Fly's
+//! defaults written out or left out, durations by value, order Fly does not act on, case
+//! BUG-25), and only in the fields the manifest can express.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use opsctl_crds::FlyApp;
 use serde::{Deserialize, Serialize};
 
+use crate::machine_config::{self, ServiceConfig, describe_check, describe_services};
 use crate::observed::{GuestSize, ObservedApp, ObservedMachine};
 
 /// All drift of one app.
@@ -30,7 +35,8 @@ impl AppDiff {
         self.changes.is_empty()
     }
 
-    /// Ids of machines whose config drifted (image, env or size), sorted, without repeats.
+    /// Ids of machines whose config drifted (image, env, size, services, checks or stop),
+    /// sorted, without repeats: the machines a rollout updates.
     pub fn machines_to_update(&self) -> BTreeSet<&str> {
         self.changes.iter().filter_map(Change::machine).collect()
     }
@@ -77,6 +83,49 @@ pub enum Change {
         /// Desired size.
         to: GuestSize,
     },
+    /// The machine's services differ (protocol, internal port, ports, concurrency or service
+    /// checks). `from` and `to` are normalised, so they differ only where Fly would act.
+    Services {
+        /// Machine id.
+        machine: String,
+        /// Process group.
+        group: String,
+        /// Observed services, normalised.
+        from: Vec<machine_config::Service>,
+        /// Desired services, normalised.
+        to: Vec<machine_config::Service>,
+        /// What differs, for people: `services: 8080/tcp: internal port 8080 → 9090`.
+        summary: String,
+    },
+    /// A top-level check (config `checks`) differs, or is missing on one side (`None`).
+    Check {
+        /// Machine id.
+        machine: String,
+        /// Process group.
+        group: String,
+        /// Check name.
+        name: String,
+        /// Observed check, normalised.
+        from: Option<machine_config::Check>,
+        /// Desired check, normalised.
+        to: Option<machine_config::Check>,
+        /// What differs, for people: `check readyz: timeout 5s → 2s`.
+        summary: String,
+    },
+    /// How Fly stops the machine differs (config `stop_config`; absent is Fly's default,
+    /// `SIGINT` after 5 s).
+    Stop {
+        /// Machine id.
+        machine: String,
+        /// Process group.
+        group: String,
+        /// Observed, normalised.
+        from: machine_config::Stop,
+        /// Desired, normalised.
+        to: machine_config::Stop,
+        /// What differs, for people: `stop SIGINT, 5s → SIGTERM, 5s`.
+        summary: String,
+    },
     /// The number of machines of a group in a region differs (scaling: not applied
     /// automatically; see `docs/architecture.md`).
     Count {
@@ -112,10 +161,28 @@ impl Change {
         match self {
             Change::Image { machine, .. }
             | Change::Env { machine, .. }
-            | Change::Size { machine, .. } => Some(machine),
+            | Change::Size { machine, .. }
+            | Change::Services { machine, .. }
+            | Change::Check { machine, .. }
+            | Change::Stop { machine, .. } => Some(machine),
             Change::Count { .. } | Change::MixedImages { .. } | Change::UndeclaredGroup { .. } => {
                 None
             }
+        }
+    }
+}
+
+impl Change {
+    /// The one-line summary of a services, check or stop change (what differs, normalised),
+    /// for text output: `services: 8080/tcp: internal port 8080 → 9090`,
+    /// `check readyz: (none) → http GET /readyz :4000 every 15s`, `stop SIGINT, 5s → SIGTERM,
+    /// 5s`. `None` for the other kinds, whose fields say it all.
+    pub fn summary(&self) -> Option<&str> {
+        match self {
+            Change::Services { summary, .. }
+            | Change::Check { summary, .. }
+            | Change::Stop { summary, .. } => Some(summary),
+            _ => None,
         }
     }
 }
@@ -192,10 +259,12 @@ pub fn diff(app: &FlyApp, observed: &ObservedApp) -> AppDiff {
             });
         }
         let size = desired_size(app, group);
+        let config = machine_config::desired(app, group).normalized();
         let mut sorted = machines;
         sorted.sort_by(|a, b| (&a.region, &a.id).cmp(&(&b.region, &b.id)));
         for m in sorted {
             machine_changes(app, m, size, &mut changes);
+            config_changes(&config, m, &mut changes);
         }
     }
     for (group, machines) in by_group {
@@ -249,6 +318,54 @@ fn machine_changes(
             machine: m.id.clone(),
             group: m.group.clone(),
             from: m.guest,
+            to,
+        });
+    }
+}
+
+/// Services, top-level checks and stop settings of `m` against `desired` (normalised).
+fn config_changes(desired: &ServiceConfig, m: &ObservedMachine, out: &mut Vec<Change>) {
+    let observed = m.service_config.normalized();
+    if observed.services != desired.services {
+        out.push(Change::Services {
+            machine: m.id.clone(),
+            group: m.group.clone(),
+            summary: format!(
+                "services: {}",
+                describe_services(&observed.services, &desired.services)
+            ),
+            from: observed.services.clone(),
+            to: desired.services.clone(),
+        });
+    }
+    let names: BTreeSet<&String> = observed
+        .checks
+        .keys()
+        .chain(desired.checks.keys())
+        .collect();
+    for name in names {
+        let from = observed.checks.get(name);
+        let to = desired.checks.get(name);
+        if from != to {
+            out.push(Change::Check {
+                machine: m.id.clone(),
+                group: m.group.clone(),
+                name: name.clone(),
+                summary: format!("check {name}: {}", describe_check(from, to)),
+                from: from.cloned(),
+                to: to.cloned(),
+            });
+        }
+    }
+    let default_stop = machine_config::Stop::fly_default;
+    let from = observed.stop.unwrap_or_else(default_stop);
+    let to = desired.stop.clone().unwrap_or_else(default_stop);
+    if from != to {
+        out.push(Change::Stop {
+            machine: m.id.clone(),
+            group: m.group.clone(),
+            summary: format!("stop {from} → {to}"),
+            from,
             to,
         });
     }

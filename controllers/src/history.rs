@@ -45,18 +45,16 @@ pub struct PastDeploy {
     pub outcome: PastOutcome,
     /// When it started (UTC).
     pub at: DateTime<Utc>,
+    /// A machine failed health on this image (not an API error): the image is known bad.
+    pub failed_health: bool,
 }
 
-/// Images whose deploy failed health (rolled back, or the rollback failed): known bad.
+/// Images on which a machine failed health: known bad. A deploy that failed because Fly
+/// could not be reached says nothing about its image.
 pub fn bad_images(history: &[PastDeploy]) -> BTreeSet<&str> {
     history
         .iter()
-        .filter(|d| {
-            matches!(
-                d.outcome,
-                PastOutcome::RolledBack | PastOutcome::RollbackFailed
-            )
-        })
+        .filter(|d| d.failed_health)
         .map(|d| d.image.as_str())
         .collect()
 }
@@ -65,8 +63,8 @@ pub fn bad_images(history: &[PastDeploy]) -> BTreeSet<&str> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reason", rename_all = "snake_case")]
 pub enum Block {
-    /// The image failed health before and was rolled back: pinned out until the manifest
-    /// names another image.
+    /// A machine failed health on the image before: pinned out until the manifest names
+    /// another image.
     PinnedOut {
         /// The image.
         image: String,
@@ -86,7 +84,7 @@ impl std::fmt::Display for Block {
         match self {
             Block::PinnedOut { image, record } => write!(
                 f,
-                "image {image} was rolled back by {record}; it is pinned out until the manifest names another image"
+                "image {image} failed health in {record}; it is pinned out until the manifest names another image"
             ),
             Block::Paused { record } => write!(
                 f,
@@ -102,13 +100,7 @@ impl std::fmt::Display for Block {
 /// # Errors
 /// The [`Block`] that forbids it.
 pub fn may_deploy(history: &[PastDeploy], image: &str, by_human: bool) -> Result<(), Block> {
-    if let Some(bad) = history.iter().find(|d| {
-        d.image == image
-            && matches!(
-                d.outcome,
-                PastOutcome::RolledBack | PastOutcome::RollbackFailed
-            )
-    }) {
+    if let Some(bad) = history.iter().find(|d| d.image == image && d.failed_health) {
         return Err(Block::PinnedOut {
             image: image.to_owned(),
             record: bad.id.clone(),

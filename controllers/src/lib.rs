@@ -9,12 +9,15 @@
 //! Map (start with [`diff`]):
 //! - [`observed`]: what Fly reported, in domain terms (no Fly spellings).
 //! - [`diff`]: desired vs observed → drift.
+//! - [`machine_config`]: services, checks and stop settings, desired (from the manifest) and
+//!   observed in the same types, and their normalisation.
 //! - [`rollout`]: the rolling plan, per-machine health verdicts, and the rollback decision.
 //! - [`history`]: decisions from past deploys: pinned-out images, pauses, rollback targets.
 #![warn(missing_docs)]
 
 pub mod diff;
 pub mod history;
+pub mod machine_config;
 pub mod observed;
 pub mod rollout;
 

@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::machine_config::ServiceConfig;
+
 /// A machine's lifecycle state (Fly docs, "Machine states").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -134,6 +136,10 @@ pub struct ObservedMachine {
     pub checks: Vec<CheckResult>,
     /// Number of checks configured on the machine (top-level and service checks).
     pub configured_checks: usize,
+    /// Services, top-level checks and stop settings from the config, as Fly has them (not
+    /// normalised; `diff` normalises both sides). Default: none of them.
+    #[serde(default)]
+    pub service_config: ServiceConfig,
     /// Newest exit, if any.
     pub last_exit: Option<ExitInfo>,
     /// When the machine last started (UTC), from its newest `start` event.

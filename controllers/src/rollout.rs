@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use opsctl_crds::FlyApp;
-use opsctl_crds::flyapp::{DeploySpec, MaxUnavailable, Strategy};
+use opsctl_crds::flyapp::{DeploySpec, MachineChecksRule, MaxUnavailable, Strategy};
 use serde::{Deserialize, Serialize};
 
 use crate::diff::AppDiff;
@@ -294,7 +294,8 @@ impl Watch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum Verdict {
-    /// Started, ≥ 1 check, all passing.
+    /// Started, ≥ 1 check, all passing (or, with machine checks ignored, up for
+    /// [`SMOKE_WINDOW`]).
     Healthy,
     /// Not decided yet; poll again.
     Waiting {
@@ -384,16 +385,27 @@ impl std::fmt::Display for Failure {
     }
 }
 
+/// How long a machine under `health.machineChecks: ignore` must have been up, without a crash
+/// or an exit, to count as healthy: flyctl's smoke check (NOTES.md §6.2 d: "OK once uptime
+/// since latest start > 10 s and not crash-looping"), measured from the newest `start` event,
+/// and never from before the update was acknowledged.
+pub const SMOKE_WINDOW: Duration = Duration::from_secs(10);
+
 /// Judge one updated machine from an observation taken at `now` (UTC).
 ///
 /// `seen` is the machine as observed, or `None` when Fly could not be asked (API down, 429).
 /// `expected_version` is the version id Fly returned for the update: an older version still
-/// being reported is not judged. Returns the next [`Watch`] and the verdict.
+/// being reported is not judged. `checks` is the manifest's `health.machineChecks`:
+/// `all-passing` (healthy = started, ≥ 1 check, all passing; a check critical for `failAfter`
+/// fails), or `ignore` (healthy = started and up for [`SMOKE_WINDOW`], checks not consulted).
+/// Under both, an exit or a crash loop since the update fails at once, and `waitTimeout`
+/// bounds the wait. Returns the next [`Watch`] and the verdict.
 pub fn judge(
     watch: Watch,
     seen: Option<&ObservedMachine>,
     expected_version: &str,
     deploy: &DeploySpec,
+    checks: MachineChecksRule,
     now: DateTime<Utc>,
 ) -> (Watch, Verdict) {
     let timeout = deploy.wait_timeout.get();
@@ -456,6 +468,24 @@ pub fn judge(
         MachineState::Started => {}
         MachineState::Failed => return (watch, Verdict::Failed(Failure::MachineFailed)),
         other => return waiting(format!("state started (is {})", other.as_str()), watch),
+    }
+    if checks == MachineChecksRule::Ignore {
+        // flyctl's smoke check: up long enough without a crash; Fly's checks do not count.
+        let Some(started) = m.last_start else {
+            return waiting("a start event (machine checks ignored)".into(), watch);
+        };
+        let up = elapsed(started.max(watch.since), now);
+        if up >= SMOKE_WINDOW {
+            return (watch, Verdict::Healthy);
+        }
+        return waiting(
+            format!(
+                "{}s of uptime (machine checks ignored; up {}s)",
+                SMOKE_WINDOW.as_secs(),
+                up.as_secs()
+            ),
+            watch,
+        );
     }
     if m.checks.is_empty() {
         return waiting("the first check result".into(), watch);

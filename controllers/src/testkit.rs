@@ -67,6 +67,7 @@ pub fn machine(id: &str) -> ObservedMachine {
             output: String::new(),
         }],
         configured_checks: 1,
+        service_config: Default::default(),
         last_exit: None,
         last_start: Some(t0()),
         cordoned: false,

@@ -260,7 +260,8 @@ pub struct DrainSpec {
     pub oban: Option<ObanDrain>,
 }
 
-/// Drain Oban queues: stop taking new jobs and wait for running ones, up to `timeout`.
+/// Drain Oban queues before a deploy: wait (read-only) until no job is `executing` or
+/// `available` in `queues`, up to `timeout`, then deploy anyway with a warning (docs/drain.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObanDrain {

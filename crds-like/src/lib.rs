@@ -25,7 +25,8 @@ pub use duration::DurationStr;
 pub use flyapp::FlyAppSpec;
 pub use import::{ImportError, Imported, import_fly_toml};
 pub use load::{
-    Diagnostic, FlyApp, KNOWN_KINDS, LoadError, ManifestSet, Metadata, load_dir, load_str,
+    Diagnostic, FlyApp, KNOWN_KINDS, LoadError, ManifestSet, Metadata, load_dir, load_files,
+    load_str,
 };
 
 /// The `apiVersion` every manifest carries.

@@ -221,6 +221,26 @@ pub fn load_str(file: &Path, text: &str) -> Result<ManifestSet, LoadError> {
     loader.finish()
 }
 
+/// Load manifests from in-memory files `(name, text)` — e.g. the manifests of a git commit,
+/// read with `git show`. Names are used in diagnostics only; files not ending in `.yaml` or
+/// `.yml` are ignored (the caller leaves out hidden directories, as [`load_dir`] does). Files
+/// are loaded in name order.
+///
+/// # Errors
+/// As [`load_dir`].
+pub fn load_files(files: &[(PathBuf, String)]) -> Result<ManifestSet, LoadError> {
+    let mut loader = Loader::default();
+    let mut sorted: Vec<&(PathBuf, String)> = files
+        .iter()
+        .filter(|(name, _)| name.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, text) in sorted {
+        loader.add_text(name, text);
+    }
+    loader.finish()
+}
+
 fn file_problem(file: &Path, message: String) -> Diagnostic {
     Diagnostic {
         file: file.to_path_buf(),

@@ -1,9 +1,15 @@
 //! `opsctl apply`: one reconcile pass over every app: roll out what drifted, check health,
 //! roll back on failure, and record it all. Exit 0 when every app is in sync or deployed, 1
-//! when any deploy failed, was rolled back, halted or blocked.
+//! when any deploy failed, was rolled back, halted or blocked, or any app could not be handled
+//! at all (not observable, unknown to Fly): each app is handled on its own, so one such error
+//! does not stop or hide the others.
+//!
+//! Ctrl-C (or SIGTERM) stops after the current step; a second one exits at once with 130 (see
+//! `signal`). Apps not started by then are reported as `skipped`.
 //!
 //! JSON: `{"kind":"apply","ok":bool,"apps":[{"app":…,"outcome":"in_sync"|"not_applied"|
-//! "blocked"|"deployed","reason"?:…,"record"?:{deploy record}}]}`.
+//! "blocked"|"deployed"|"error"|"skipped","reason"?:…,"record"?:{deploy record},
+//! "error"?:{"kind":"error","code":…,"message":…,"causes":[…]},"summary":…}]}`.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -13,8 +19,8 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::output::{Format, print_json, print_text};
-use super::{Global, target, validate};
+use super::output::{Format, error_json, error_line, print_json, print_text, report_text_only};
+use super::{Global, signal, target, validate};
 use crate::records::{DeployRecord, DeployStatus, RecordStore, Trigger};
 use crate::runtime::clock::SystemClock;
 use crate::runtime::deploy::{Deployer, Outcome};
@@ -34,27 +40,48 @@ pub async fn exec(args: ApplyArgs, global: &Global) -> anyhow::Result<ExitCode> 
     let store =
         Arc::new(RecordStore::open_write(&global.state).context("opening the state directory")?);
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            tracing::warn!("interrupt: stopping before the next step");
-            let _ = stop_tx.send(true);
-        }
-    });
-    let mut deployer = Deployer::new(target.client.clone(), store, Arc::new(SystemClock), stop);
+    signal::handle_stop_requests(stop_tx, global.log_format);
+    let mut deployer = Deployer::new(
+        target.client.clone(),
+        store,
+        Arc::new(SystemClock),
+        stop.clone(),
+    );
     deployer.manifests = Some(global.manifests.clone());
     deployer.poll = Duration::from_millis(500);
     let commit = git::head_commit(&global.manifests).await;
     let mut results = Vec::new();
     let mut ok = true;
+    let mut failed = Vec::new();
     for app in set
         .apps
         .iter()
         .filter(|a| args.app.as_deref().is_none_or(|n| n == a.app_name()))
     {
-        let outcome = deployer.deploy(app, Trigger::Apply, commit.clone()).await?;
-        let (value, good) = describe(app.app_name(), &outcome);
-        ok &= good;
-        results.push(value);
+        let name = app.app_name();
+        if *stop.borrow() {
+            results.push(json!({"app": name, "outcome": "skipped",
+                "reason": "not started: opsctl was asked to stop",
+                "summary": format!("{name}: skipped: not started, opsctl was asked to stop")}));
+            ok = false;
+            continue;
+        }
+        match deployer.deploy(app, Trigger::Apply, commit.clone()).await {
+            Ok(outcome) => {
+                let (value, good) = describe(name, &outcome);
+                ok &= good;
+                results.push(value);
+            }
+            Err(e) => {
+                let e = anyhow::Error::new(e);
+                results.push(
+                    json!({"app": name, "outcome": "error", "error": error_json(&e),
+                    "summary": format!("{name}: error: {}", error_line(&e))}),
+                );
+                failed.push(name);
+                ok = false;
+            }
+        }
     }
     if global.output == Format::Json {
         print_json(&json!({"kind": "apply", "ok": ok, "apps": results}))?;
@@ -64,6 +91,17 @@ pub async fn exec(args: ApplyArgs, global: &Global) -> anyhow::Result<ExitCode> 
             .map(|r| format!("{}\n", r["summary"].as_str().unwrap_or_default()))
             .collect();
         print_text(&text)?;
+    }
+    if !failed.is_empty() {
+        report_text_only(
+            global,
+            &anyhow::anyhow!(
+                "{} of {} app(s) could not be applied: {}",
+                failed.len(),
+                results.len(),
+                failed.join(", ")
+            ),
+        );
     }
     Ok(if ok {
         ExitCode::SUCCESS

@@ -6,6 +6,11 @@
 //! fail): the rollout stops at the first machine and rolls it back as a new release, and a
 //! second automatic attempt of the same bad image is refused. Each step checks what it expects
 //! and the demo exits 0 only when every step behaved.
+//!
+//! Output: the story as text on stdout. With `-o json` the story goes to stderr and stdout
+//! gets one document at the end: `{"kind":"demo","passed":N,"failed":M,"steps":[{"name":…,
+//! "ok":bool}],"records":[deploy record…]}` (records oldest first, fields as in
+//! `docs/records.md`).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,9 +20,10 @@ use anyhow::{Context, bail};
 use clap::Args;
 use opsctl_controllers::diff::{Change, diff};
 use opsctl_crds::{DurationStr, load_str};
+use serde_json::json;
 
 use super::Global;
-use super::output::print_text;
+use super::output::{Format, print_json, print_progress, print_text};
 use crate::fly::observe::observe_app;
 use crate::records::{DeployStatus, RecordStore, Trigger};
 use crate::runtime::clock::SystemClock;
@@ -62,31 +68,31 @@ pub async fn exec(_args: DemoArgs, global: &Global) -> anyhow::Result<ExitCode> 
     bad.spec.image = good.spec.image.replace("deployment-NEW", "deployment-BAD");
 
     let mut demo = Demo {
-        passed: 0,
-        failed: 0,
+        json: global.output == Format::Json,
+        steps: Vec::new(),
     };
-    say(&format!(
+    demo.say(&format!(
         "Fly simulator on {} — LowEndInsight runs release v109 (deployment-OLD) on 2 machines in iad\n",
         handle.base_url()
     ))?;
 
     let observed = observe_app(&client, good.app_name()).await?;
     let d = diff(&good, &observed);
-    say(&super::diff::render(&d))?;
+    demo.say(&super::diff::render(&d))?;
     let images = d.changes.iter().filter(|c| matches!(c, Change::Image { from, to, .. } if from.ends_with("deployment-OLD") && to.ends_with("deployment-NEW"))).count();
     demo.check("1. diff shows image OLD → NEW on 2 machines", images == 2)?;
 
     let outcome = deployer.deploy(&good, Trigger::Demo, None).await?;
-    report(&outcome)?;
+    demo.report(&outcome)?;
     demo.check("2. rolling deploy of NEW succeeds as release v110", matches!(&outcome, Outcome::Deployed(r) if r.status == DeployStatus::Succeeded && r.release.as_ref().is_some_and(|r| r.version == 110)))?;
 
     let d = diff(&good, &observe_app(&client, good.app_name()).await?);
-    say(&super::diff::render(&d))?;
+    demo.say(&super::diff::render(&d))?;
     demo.check("3. diff is clean after the rollout", d.is_empty())?;
 
-    say("A commit sets the image to deployment-BAD, whose checks fail…\n")?;
+    demo.say("A commit sets the image to deployment-BAD, whose checks fail…\n")?;
     let outcome = deployer.deploy(&bad, Trigger::Demo, None).await?;
-    report(&outcome)?;
+    demo.report(&outcome)?;
     let rolled_back = matches!(&outcome, Outcome::Deployed(r) if r.status == DeployStatus::RolledBack
         && r.rollback.as_ref().is_some_and(|rb| rb.machines.len() == 1 && rb.image == good.spec.image));
     demo.check(
@@ -102,7 +108,7 @@ pub async fn exec(_args: DemoArgs, global: &Global) -> anyhow::Result<ExitCode> 
     demo.check("5. every machine runs NEW again", on_new)?;
 
     let again = deployer.deploy(&bad, Trigger::Demo, None).await?;
-    report(&again)?;
+    demo.report(&again)?;
     demo.check(
         "6. the bad image is not deployed a second time automatically",
         matches!(again, Outcome::Blocked { .. }),
@@ -115,48 +121,64 @@ pub async fn exec(_args: DemoArgs, global: &Global) -> anyhow::Result<ExitCode> 
     )?;
 
     let history = store.deploys(None)?;
-    say(&format!("\nDeploy records in {}:\n", state.display()))?;
+    demo.say(&format!("\nDeploy records in {}:\n", state.display()))?;
     for r in history.iter().rev() {
-        say(&format!("  {}\n", super::apply::summary(r)))?;
+        demo.say(&format!("  {}\n", super::apply::summary(r)))?;
     }
-    say("(incident records and postmortems arrive with the incident pipeline, issue #7)\n")?;
+    demo.say("(incident records and postmortems arrive with the incident pipeline, issue #7)\n")?;
     handle.shutdown().await;
-    say(&format!(
-        "\n{} passed, {} failed\n",
-        demo.passed, demo.failed
-    ))?;
-    Ok(if demo.failed == 0 {
+    let (passed, failed) = demo.counts();
+    demo.say(&format!("\n{passed} passed, {failed} failed\n"))?;
+    if demo.json {
+        let steps: Vec<_> = demo
+            .steps
+            .iter()
+            .map(|(name, ok)| json!({"name": name, "ok": ok}))
+            .collect();
+        let records: Vec<_> = history.iter().rev().collect();
+        print_json(&json!({"kind": "demo", "passed": passed, "failed": failed,
+                           "steps": steps, "records": records}))?;
+    }
+    Ok(if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
 }
 
+/// The demo's steps so far, and where its story goes.
 struct Demo {
-    passed: u32,
-    failed: u32,
+    /// `-o json`: the story goes to stderr, a JSON document to stdout at the end.
+    json: bool,
+    /// Each checked step and whether it behaved.
+    steps: Vec<(String, bool)>,
 }
 
 impl Demo {
     fn check(&mut self, what: &str, ok: bool) -> anyhow::Result<()> {
-        if ok {
-            self.passed += 1;
-            say(&format!("✓ {what}\n"))
+        self.steps.push((what.to_owned(), ok));
+        self.say(&format!("{} {what}\n", if ok { '✓' } else { '✗' }))
+    }
+
+    /// (passed, failed).
+    fn counts(&self) -> (usize, usize) {
+        let passed = self.steps.iter().filter(|(_, ok)| *ok).count();
+        (passed, self.steps.len() - passed)
+    }
+
+    fn say(&self, text: &str) -> anyhow::Result<()> {
+        if self.json {
+            print_progress(text)
         } else {
-            self.failed += 1;
-            say(&format!("✗ {what}\n"))
+            print_text(text)
         }
     }
-}
 
-fn say(text: &str) -> anyhow::Result<()> {
-    print_text(text)
-}
-
-fn report(outcome: &Outcome) -> anyhow::Result<()> {
-    match outcome {
-        Outcome::Deployed(r) => say(&format!("  {}\n", super::apply::summary(r))),
-        Outcome::Blocked { reason } => say(&format!("  blocked: {reason}\n")),
-        Outcome::NothingToDo(_) => say("  nothing to do\n"),
+    fn report(&self, outcome: &Outcome) -> anyhow::Result<()> {
+        match outcome {
+            Outcome::Deployed(r) => self.say(&format!("  {}\n", super::apply::summary(r))),
+            Outcome::Blocked { reason } => self.say(&format!("  blocked: {reason}\n")),
+            Outcome::NothingToDo(_) => self.say("  nothing to do\n"),
+        }
     }
 }

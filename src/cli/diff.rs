@@ -1,17 +1,22 @@
-//! `opsctl diff`: desired (manifests) vs observed (Fly), per app. Exit 0 in sync, 2 drift.
+//! `opsctl diff`: desired (manifests) vs observed (Fly), per app. Exit 0 in sync, 2 drift, 1
+//! when any app could not be observed (1 wins over 2). Each app is observed on its own: one
+//! that fails (unknown to Fly, Fly unreachable) is reported as an error and the others are
+//! still diffed and shown.
 //!
-//! JSON (`-o json`): `{"kind":"diff","in_sync":bool,"apps":[{"app":…,"in_sync":bool,
-//! "changes":[{"kind":"image","machine":…,"group":…,"region":…,"from":…,"to":…}, …]}]}`;
-//! change kinds: `image`, `env`, `size`, `count`, `undeclared_group`.
+//! JSON (`-o json`): `{"kind":"diff","in_sync":bool,"errors":N,"apps":[{"app":…,
+//! "outcome":"in_sync"|"drift","in_sync":bool,"changes":[{"kind":"image","machine":…,
+//! "group":…,"region":…,"from":…,"to":…}, …]} | {"app":…,"outcome":"error","in_sync":false,
+//! "error":{"kind":"error","code":…,"message":…,"causes":[…]}}]}`; change kinds: `image`,
+//! `env`, `size`, `count`, `undeclared_group`. `in_sync` is true only when every app was
+//! observed and none drifted.
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::Args;
 use opsctl_controllers::diff::{AppDiff, Change, diff};
 use serde_json::json;
 
-use super::output::{Format, print_json, print_text};
+use super::output::{Format, error_json, error_line, print_json, print_text, report_text_only};
 use super::{Global, target, validate};
 use crate::fly::observe::observe_app;
 
@@ -23,39 +28,87 @@ pub struct DiffArgs {
     pub app: Option<String>,
 }
 
+/// One app's result.
+enum AppResult {
+    Diffed(AppDiff),
+    /// Observation failed: the app's state is unknown.
+    Failed(String, anyhow::Error),
+}
+
 pub async fn exec(args: DiffArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let set = validate::load(global)?;
-    let target = target::connect(&global.fly).await?;
-    let mut diffs = Vec::new();
-    for app in set
+    let apps: Vec<_> = set
         .apps
         .iter()
         .filter(|a| args.app.as_deref().is_none_or(|n| n == a.app_name()))
-    {
-        let observed = observe_app(&target.client, app.app_name())
-            .await
-            .with_context(|| {
-                format!(
-                    "observing {} on Fly (observed state unknown)",
-                    app.app_name()
-                )
-            })?;
-        diffs.push(diff(app, &observed));
-    }
+        .collect();
     if let Some(name) = &args.app
-        && diffs.is_empty()
+        && apps.is_empty()
     {
-        anyhow::bail!("no FlyApp named {name:?} in {}", global.manifests.display());
+        anyhow::bail!(
+            "no FlyApp named {name:?} in {}",
+            validate::shown(&global.manifests)
+        );
     }
-    let in_sync = diffs.iter().all(AppDiff::is_empty);
+    let target = target::connect(&global.fly).await?;
+    let mut results = Vec::new();
+    for app in apps {
+        let name = app.app_name();
+        results.push(match observe_app(&target.client, name).await {
+            Ok(observed) => AppResult::Diffed(diff(app, &observed)),
+            Err(e) => AppResult::Failed(
+                name.to_owned(),
+                anyhow::Error::new(e)
+                    .context(format!("observing {name} on Fly (observed state unknown)")),
+            ),
+        });
+    }
+    let failed: Vec<&str> = results
+        .iter()
+        .filter_map(|r| match r {
+            AppResult::Failed(app, _) => Some(app.as_str()),
+            AppResult::Diffed(_) => None,
+        })
+        .collect();
+    let in_sync = results
+        .iter()
+        .all(|r| matches!(r, AppResult::Diffed(d) if d.is_empty()));
     if global.output == Format::Json {
-        let apps: Vec<_> = diffs
+        let apps: Vec<_> = results
             .iter()
-            .map(|d| json!({"app": d.app, "in_sync": d.is_empty(), "changes": d.changes}))
+            .map(|r| match r {
+                AppResult::Diffed(d) => json!({"app": d.app,
+                    "outcome": if d.is_empty() { "in_sync" } else { "drift" },
+                    "in_sync": d.is_empty(), "changes": d.changes}),
+                AppResult::Failed(app, e) => {
+                    json!({"app": app, "outcome": "error", "in_sync": false, "error": error_json(e)})
+                }
+            })
             .collect();
-        print_json(&json!({"kind": "diff", "in_sync": in_sync, "apps": apps}))?;
+        print_json(
+            &json!({"kind": "diff", "in_sync": in_sync, "errors": failed.len(), "apps": apps}),
+        )?;
     } else {
-        print_text(&diffs.iter().map(render).collect::<String>())?;
+        let text: String = results
+            .iter()
+            .map(|r| match r {
+                AppResult::Diffed(d) => render(d),
+                AppResult::Failed(app, e) => format!("{app}: error: {}\n", error_line(e)),
+            })
+            .collect();
+        print_text(&text)?;
+    }
+    if !failed.is_empty() {
+        report_text_only(
+            global,
+            &anyhow::anyhow!(
+                "{} of {} app(s) could not be observed: {}; their drift is unknown",
+                failed.len(),
+                results.len(),
+                failed.join(", ")
+            ),
+        );
+        return Ok(ExitCode::from(1));
     }
     Ok(if in_sync {
         ExitCode::SUCCESS
@@ -128,6 +181,9 @@ pub fn render(d: &AppDiff) -> String {
                     machines.join(", ")
                 )
             }
+            // Config changes (services, checks, stop): their own summary.
+            #[allow(unreachable_patterns)]
+            other => format!("~ {}", serde_json::to_string(other).unwrap_or_default()),
         };
         s.push_str("  ");
         s.push_str(&line);

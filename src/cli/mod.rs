@@ -11,6 +11,7 @@ mod history;
 mod import;
 mod output;
 mod run;
+mod signal;
 mod sim;
 mod target;
 mod validate;
@@ -18,7 +19,7 @@ mod validate;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 pub use output::Format;
 
@@ -85,6 +86,10 @@ pub enum Command {
     /// One reconcile pass: roll out what drifted, check health, roll back on failure.
     Apply(apply::ApplyArgs),
     /// The long-running reconciler: reacts to commits in the manifests checkout.
+    ///
+    /// Prints log lines on stderr and nothing on stdout: `-o json` does not apply, use
+    /// `--log-format json` for one JSON object per log line. Ctrl-C or SIGTERM stops after the
+    /// current step; a second one exits at once (130 after Ctrl-C).
     Run(run::RunArgs),
     /// Deploy records of an app (or all apps), newest first.
     History(history::HistoryArgs),
@@ -101,7 +106,11 @@ pub enum Command {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match parse(&args) {
+        Ok(cli) => cli,
+        Err(e) => return output::usage_error(&e, json_requested(&args)),
+    };
     output::init_logging(&cli.global);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -122,12 +131,90 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// Parse the command line (`args[0]` is the program). A usage error is returned, not printed
+/// and exited on as `Cli::parse` would: the caller renders it (exit 1, JSON with `-o json`).
+///
+/// # Errors
+/// Unknown flags, bad values, a missing subcommand; also `--help` and `--version`, which clap
+/// reports as errors of their own kinds.
+pub fn parse(args: &[std::ffi::OsString]) -> Result<Cli, clap::Error> {
+    let mut command = command();
+    if args.iter().any(|a| a == "--no-color") {
+        command = command.color(clap::ColorChoice::Never);
+    }
+    let matches = command.try_get_matches_from_mut(args)?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut command))
+}
+
+/// The clap command, with each global flag hidden from the help of the subcommands that do
+/// not use it (`sim serve --help` does not list `--manifests`, `--state` or `--fly`), and `-o`
+/// explained where it does not apply (`run`). The flags stay global, so `opsctl --manifests X
+/// diff` keeps working; a hidden flag is accepted and ignored.
+pub fn command() -> clap::Command {
+    let mut command = Cli::command();
+    command.build();
+    command.mut_subcommands(|sub| {
+        let uses: &[&str] = match sub.get_name() {
+            "validate" => &["manifests", "output"],
+            "diff" => &["manifests", "fly", "output"],
+            "apply" | "run" => &["manifests", "state", "fly", "output"],
+            "history" | "demo" => &["state", "output"],
+            "import" | "sim" => &["output"],
+            _ => return sub,
+        };
+        let mut sub = hide_unused(sub, uses);
+        if sub.get_name() == "run" {
+            // `mut_args`, not `mut_arg`: on a built command, moving an arg would scramble
+            // clap's index of flags (`--help` would print the version).
+            sub = sub.mut_args(|a| {
+                if a.get_id() == "output" {
+                    a.help(
+                        "Not used by `run`, which prints only log lines on stderr: for JSON \
+                         logs use --log-format json",
+                    )
+                } else {
+                    a
+                }
+            });
+        }
+        sub
+    })
+}
+
+/// Hide the global flags `--manifests`, `--state`, `--fly` and `-o` that `uses` does not name,
+/// in `sub` and every subcommand below it.
+fn hide_unused(sub: clap::Command, uses: &[&str]) -> clap::Command {
+    let sub = sub.mut_args(|a| {
+        let id = a.get_id().as_str();
+        if ["manifests", "state", "fly", "output"].contains(&id) && !uses.contains(&id) {
+            a.hide(true)
+        } else {
+            a
+        }
+    });
+    sub.mut_subcommands(|s| hide_unused(s, uses))
+}
+
+/// True when the command line asks for JSON output (`-o json`, `-ojson`, `-o=json`,
+/// `--output json`, `--output=json`), so that even a usage error comes as JSON.
+fn json_requested(args: &[std::ffi::OsString]) -> bool {
+    let args: Vec<&str> = args.iter().filter_map(|a| a.to_str()).collect();
+    args.iter().enumerate().any(|(i, a)| {
+        matches!(*a, "-ojson" | "-o=json" | "--output=json")
+            || (matches!(*a, "-o" | "--output") && args.get(i + 1) == Some(&"json"))
+    })
+}
+
 async fn dispatch(command: Command, global: &Global) -> anyhow::Result<ExitCode> {
     match command {
         Command::Validate(a) => validate::exec(a, global),
         Command::Diff(a) => diff::exec(a, global).await,
         Command::Apply(a) => apply::exec(a, global).await,
-        Command::Run(a) => run::exec(a, global).await,
+        Command::Run(a) => {
+            // Before the reconciler's file watch, which would only say "No path was found."
+            validate::check_dir(&global.manifests)?;
+            run::exec(a, global).await
+        }
         Command::History(a) => history::exec(a, global),
         Command::Import(c) => import::exec(c, global),
         Command::Sim(c) => sim::exec(c, global).await,
@@ -144,5 +231,26 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+        super::command().debug_assert();
+    }
+
+    #[test]
+    fn json_is_asked_for_in_every_spelling() {
+        let args = |s: &str| -> Vec<std::ffi::OsString> { s.split(' ').map(Into::into).collect() };
+        for yes in [
+            "opsctl -o json diff",
+            "opsctl diff -ojson",
+            "opsctl diff --output=json --bogus",
+            "opsctl diff -o=json",
+        ] {
+            assert!(super::json_requested(&args(yes)), "{yes}");
+        }
+        for no in [
+            "opsctl diff",
+            "opsctl -o yaml diff",
+            "opsctl diff --app json",
+        ] {
+            assert!(!super::json_requested(&args(no)), "{no}");
+        }
     }
 }

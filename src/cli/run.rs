@@ -1,4 +1,5 @@
-//! `opsctl run`: the long-running reconciler; stops cleanly on SIGINT/SIGTERM.
+//! `opsctl run`: the long-running reconciler; stops cleanly on SIGINT/SIGTERM (a second one
+//! exits at once, see `signal`).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use opsctl_crds::DurationStr;
 
-use super::{Global, target};
+use super::{Global, signal, target};
 use crate::records::RecordStore;
 use crate::runtime::clock::SystemClock;
 use crate::runtime::deploy::Deployer;
@@ -30,11 +31,7 @@ pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let store =
         Arc::new(RecordStore::open_write(&global.state).context("opening the state directory")?);
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("stop requested: finishing the current step");
-        let _ = stop_tx.send(true);
-    });
+    signal::handle_stop_requests(stop_tx, global.log_format);
     let mut deployer = Deployer::new(
         target.client.clone(),
         store,
@@ -48,23 +45,4 @@ pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
         .await?;
     drop(target);
     Ok(ExitCode::SUCCESS)
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }

@@ -1,6 +1,6 @@
 //! `opsctl validate [DIR]`: load and check manifests; every problem as `file:line:column`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Args;
@@ -8,7 +8,7 @@ use opsctl_crds::{Diagnostic, ManifestSet, load_dir};
 use serde_json::json;
 
 use super::Global;
-use super::output::{Format, print_json, print_text};
+use super::output::{Format, coded, print_json, print_text};
 
 /// Arguments of `validate`.
 #[derive(Debug, Args)]
@@ -88,11 +88,44 @@ pub fn render(d: &Diagnostic, severity: &str) -> String {
     s
 }
 
+/// `dir` as the user should read it: a relative path that does not start with `.` gets
+/// `./`, so the default `manifests` reads as a directory, not a word.
+pub fn shown(dir: &Path) -> String {
+    if dir.is_relative() && !dir.starts_with(".") && !dir.starts_with("..") {
+        format!("./{}", dir.display())
+    } else {
+        dir.display().to_string()
+    }
+}
+
+/// Fail early when the manifests directory (or file) is missing, with a message that says so
+/// rather than what the loader or the file watcher would say about it.
+///
+/// # Errors
+/// `dir` does not exist or cannot be read (code `manifests.missing`).
+pub fn check_dir(dir: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(dir) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(coded(
+            "manifests.missing",
+            format!(
+                "manifests directory {} does not exist (set it with --manifests DIR)",
+                shown(dir)
+            ),
+        )),
+        Err(e) => Err(coded(
+            "manifests.missing",
+            format!("cannot read the manifests directory {}: {e}", shown(dir)),
+        )),
+    }
+}
+
 /// Load `--manifests`, or fail with every problem listed.
 ///
 /// # Errors
-/// The set is invalid; the message lists every error.
+/// The directory is missing, or the set is invalid; the message lists every error.
 pub fn load(global: &Global) -> anyhow::Result<ManifestSet> {
+    check_dir(&global.manifests)?;
     match load_dir(&global.manifests) {
         Ok(set) => {
             for w in &set.warnings {
@@ -102,12 +135,15 @@ pub fn load(global: &Global) -> anyhow::Result<ManifestSet> {
         }
         Err(e) => {
             let lines: Vec<String> = e.diagnostics.iter().map(|d| render(d, "error")).collect();
-            anyhow::bail!(
-                "manifests in {} are invalid ({} error(s)); nothing was done:\n{}",
-                global.manifests.display(),
-                e.diagnostics.len(),
-                lines.join("\n")
-            )
+            Err(coded(
+                "manifests.invalid",
+                format!(
+                    "the manifests in {} are invalid ({} error(s)); nothing was done:\n{}",
+                    shown(&global.manifests),
+                    e.diagnostics.len(),
+                    lines.join("\n")
+                ),
+            ))
         }
     }
 }

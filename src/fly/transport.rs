@@ -161,7 +161,7 @@ impl Transport {
         let resp = req.send().await.map_err(|e| {
             local(
                 FlyErrorKind::Unavailable,
-                format!("could not reach Fly: {}", without_url(&e)),
+                format!("could not reach Fly at {}", without_url(&e)),
             )
         })?;
         let status = resp.status();
@@ -178,7 +178,7 @@ impl Transport {
         let bytes = resp.bytes().await.map_err(|e| {
             local(
                 FlyErrorKind::Unavailable,
-                format!("reading the response: {}", without_url(&e)),
+                format!("reading the response from {}", without_url(&e)),
             )
         })?;
         if status.is_success() {
@@ -237,13 +237,47 @@ fn retryable(policy: RetryPolicy, e: &FlyError) -> bool {
     }
 }
 
-/// A reqwest error's text without the URL.
+/// A transport error as one line for people: where (`host:port`; never the path or the query,
+/// which could carry secrets) and the root cause, taken from the error's `source()` chain
+/// (`tcp connect error: Connection refused (os error 111)`, `dns error: failed to lookup
+/// address information: …`, `invalid peer certificate: …`). reqwest's own top line
+/// (`error sending request for url (…)`) says nothing the caller does not already say, so it
+/// is used only when there is no source.
 fn without_url(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    if let Some(url) = e.url() {
-        s = s.replace(url.as_str(), "<url>");
+    let url = e.url();
+    let scrub = |text: String| match url {
+        Some(url) => text.replace(url.as_str(), "<url>"),
+        None => text,
+    };
+    let mut causes: Vec<String> = Vec::new();
+    let mut next = std::error::Error::source(e);
+    while let Some(cause) = next {
+        let text = scrub(cause.to_string());
+        // hyper-util's wrappers (`client error (Connect)`) name the stage, not the cause.
+        let wrapper = text.starts_with("client error (") && cause.source().is_some();
+        let repeated = causes.last().is_some_and(|last| last.contains(&text));
+        if !wrapper && !repeated && !text.is_empty() {
+            causes.push(text);
+        }
+        next = cause.source();
     }
-    s
+    if e.is_timeout() && !causes.iter().any(|c| c.contains("timed out")) {
+        causes.push("timed out".into());
+    }
+    let mut what = if causes.is_empty() {
+        scrub(e.to_string())
+    } else {
+        causes.join(": ")
+    };
+    // rustls's words for "the server answered in plain HTTP".
+    if url.is_some_and(|u| u.scheme() == "https") && what.contains("InvalidContentType") {
+        what.push_str(" (the server does not speak TLS: is it an http:// URL?)");
+    }
+    match url.and_then(|u| Some((u.host_str()?.to_owned(), u.port_or_known_default()?))) {
+        // `host_str` keeps an IPv6 address's brackets: `[::1]:4280`.
+        Some((host, port)) => format!("{host}:{port}: {what}"),
+        None => what,
+    }
 }
 
 /// Percent-encode one path or query component.

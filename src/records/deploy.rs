@@ -35,6 +35,10 @@ pub struct DeployRecord {
     pub strategy: String,
     /// Per-machine outcome, in plan order.
     pub machines: Vec<MachineOutcome>,
+    /// A machine failed health on this image (Fly's verdict, not an API error): the image is
+    /// known bad and pinned out of automatic deploys.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failed_health: bool,
     /// Health result in words (`all 2 machines healthy`, `m1: checks critical …`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<String>,
@@ -71,6 +75,7 @@ impl DeployRecord {
                 DeployStatus::Halted => PastOutcome::Halted,
             },
             at: self.started_at,
+            failed_health: self.failed_health,
         }
     }
 }

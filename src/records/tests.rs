@@ -15,6 +15,7 @@ fn record(id: &str, app: &str, minute: u32, status: DeployStatus) -> DeployRecor
         release: None,
         strategy: "rolling".into(),
         machines: vec![],
+        failed_health: false,
         health: None,
         rollback: None,
         steps: vec![],

@@ -22,6 +22,20 @@ pub async fn git_dir(dir: &Path) -> Option<PathBuf> {
     Some(PathBuf::from(out))
 }
 
+/// A change worth a look: something was created, written, renamed or removed, outside the
+/// object database and lock files (a commit also rewrites a ref or the reflog, which counts).
+fn is_change(event: &notify::Event) -> bool {
+    use notify::EventKind;
+    let kind = matches!(
+        event.kind,
+        EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_)
+    );
+    kind && event.paths.iter().any(|p| {
+        let s = p.to_string_lossy();
+        !s.contains("/.git/objects/") && !s.ends_with(".lock")
+    })
+}
+
 async fn git(dir: &Path, args: &[&str]) -> Option<String> {
     let out = tokio::process::Command::new("git")
         .arg("-C")
@@ -39,8 +53,53 @@ async fn git(dir: &Path, args: &[&str]) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
-/// Watch `paths` recursively; every change sends `()` on the returned channel. Keep the
-/// returned watcher alive for as long as events are wanted.
+/// The manifest files of `dir` as committed at `commit`: `(path as seen from the current
+/// directory, text)`. What a GitOps operator deploys is the commit, not the working tree: an
+/// uncommitted edit is never deployed.
+///
+/// # Errors
+/// A message when git cannot list or read the files.
+pub async fn committed_files(dir: &Path, commit: &str) -> Result<Vec<(PathBuf, String)>, String> {
+    let listing = git_bytes(
+        dir,
+        &["ls-tree", "-r", "-z", "--name-only", commit, "--", "."],
+    )
+    .await
+    .ok_or_else(|| format!("git ls-tree {commit} failed in {}", dir.display()))?;
+    let mut files = Vec::new();
+    for name in listing.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name = String::from_utf8_lossy(name).into_owned();
+        let hidden = name.split('/').any(|part| part.starts_with('.'));
+        if hidden || !(name.ends_with(".yaml") || name.ends_with(".yml")) {
+            continue;
+        }
+        let spec = format!("{commit}:./{name}");
+        let text = git_bytes(dir, &["show", &spec])
+            .await
+            .ok_or_else(|| format!("git show {spec} failed in {}", dir.display()))?;
+        let text =
+            String::from_utf8(text).map_err(|_| format!("{name} at {commit} is not UTF-8 text"))?;
+        files.push((dir.join(name), text));
+    }
+    Ok(files)
+}
+
+async fn git_bytes(dir: &Path, args: &[&str]) -> Option<Vec<u8>> {
+    let out = tokio::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    out.status.success().then_some(out.stdout)
+}
+
+/// Watch `paths` recursively; every change (create, modify, remove — not mere reads, which
+/// git itself does constantly) sends `()` on the returned channel. Keep the returned watcher
+/// alive for as long as events are wanted.
 ///
 /// # Errors
 /// When the platform watcher cannot be created or a path cannot be watched.
@@ -49,7 +108,9 @@ pub fn watch(
 ) -> notify::Result<(notify::RecommendedWatcher, mpsc::UnboundedReceiver<()>)> {
     let (tx, rx) = mpsc::unbounded_channel();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        if let Ok(event) = event
+            && is_change(&event)
+        {
             let _ = tx.send(());
         }
     })?;

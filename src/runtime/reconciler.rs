@@ -12,7 +12,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use opsctl_crds::{ManifestSet, load_dir};
+use opsctl_crds::{ManifestSet, load_dir, load_files};
 use tokio::sync::watch;
 use tracing::Instrument;
 
@@ -33,7 +33,13 @@ pub struct Reconciler {
     pub resync: Duration,
     last_valid: Option<ManifestSet>,
     last_commit: Option<String>,
+    /// The last pass failed; `retry_in` is the current backoff.
+    failing: bool,
+    retry_in: Duration,
 }
+
+/// First retry after a failed pass; doubles up to the resync interval.
+const RETRY_FIRST: Duration = Duration::from_secs(5);
 
 impl Reconciler {
     /// A reconciler over `manifests`.
@@ -44,6 +50,8 @@ impl Reconciler {
             resync,
             last_valid: None,
             last_commit: None,
+            failing: false,
+            retry_in: RETRY_FIRST,
         }
     }
 
@@ -61,24 +69,28 @@ impl Reconciler {
         let (_watcher, mut events) = git::watch(&paths)?;
         self.last_commit = git::head_commit(&self.manifests).await;
         tracing::info!(manifests = %self.manifests.display(), commit = self.last_commit.as_deref().unwrap_or("-"), "reconciler started");
-        self.pass("startup").await;
+        let ok = self.pass("startup").await;
+        let mut next = self.after_pass(ok);
         loop {
-            tokio::select! {
+            let trigger = tokio::select! {
                 _ = stop.changed() => break,
                 Some(()) = events.recv() => {
                     tokio::time::sleep(DEBOUNCE).await;
                     while events.try_recv().is_ok() {}
                     let head = git::head_commit(&self.manifests).await;
+                    if head.is_some() && head == self.last_commit {
+                        continue; // a change in the checkout that is not a new commit
+                    }
                     if head != self.last_commit {
                         tracing::info!(commit = head.as_deref().unwrap_or("-"), "new commit");
-                        self.last_commit = head;
-                        self.pass("commit").await;
-                    } else if head.is_none() {
-                        self.pass("change").await;
                     }
+                    self.last_commit = head;
+                    if self.last_commit.is_some() { "commit" } else { "change" }
                 }
-                _ = tokio::time::sleep(self.resync) => self.pass("resync").await,
-            }
+                _ = tokio::time::sleep_until(next) => if self.failing { "retry" } else { "resync" },
+            };
+            let ok = self.pass(trigger).await;
+            next = self.after_pass(ok);
             if *stop.borrow() {
                 break;
             }
@@ -87,9 +99,40 @@ impl Reconciler {
         Ok(())
     }
 
-    /// One level-triggered pass over every app.
-    async fn pass(&mut self, trigger: &str) {
-        match load_dir(&self.manifests) {
+    /// When the next timed pass is due: after `resync`, or sooner (with doubling backoff)
+    /// when this pass failed, so a commit that met an unreachable Fly is not forgotten.
+    fn after_pass(&mut self, ok: bool) -> tokio::time::Instant {
+        self.failing = !ok;
+        let wait = if ok {
+            self.retry_in = RETRY_FIRST;
+            self.resync
+        } else {
+            let wait = self.retry_in.min(self.resync);
+            self.retry_in = (self.retry_in * 2).min(self.resync);
+            wait
+        };
+        tokio::time::Instant::now() + wait
+    }
+
+    /// The manifests to act on: those of the checked-out commit when the directory is in a
+    /// git checkout (never uncommitted edits), else the files as they are.
+    async fn load(&self) -> Result<ManifestSet, opsctl_crds::LoadError> {
+        if let Some(commit) = &self.last_commit {
+            match git::committed_files(&self.manifests, commit).await {
+                Ok(files) => return load_files(&files),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the committed manifests failed; using the working tree")
+                }
+            }
+        }
+        load_dir(&self.manifests)
+    }
+
+    /// One level-triggered pass over every app; `false` when something failed and the pass
+    /// should be retried soon.
+    async fn pass(&mut self, trigger: &str) -> bool {
+        let mut ok = true;
+        match self.load().await {
             Ok(set) => self.last_valid = Some(set),
             Err(e) => {
                 for d in &e.diagnostics {
@@ -104,16 +147,16 @@ impl Reconciler {
         }
         let Some(set) = self.last_valid.clone() else {
             tracing::warn!("no valid manifest set yet; nothing to reconcile");
-            return;
+            return true;
         };
         for app in &set.apps {
             if *self.deployer.stop.borrow() {
-                return;
+                return ok;
             }
             let span = tracing::info_span!("reconcile", app = %app.app_name(), trigger, revision = self.last_commit.as_deref().unwrap_or("-"));
             let deployer = &self.deployer;
             let commit = self.last_commit.clone();
-            async move {
+            ok &= async move {
                 match deployer.deploy(app, Trigger::Reconcile, commit).await {
                     Ok(Outcome::NothingToDo(d)) if d.is_empty() => tracing::debug!("in sync"),
                     Ok(Outcome::NothingToDo(d)) => {
@@ -123,12 +166,17 @@ impl Reconciler {
                     Ok(Outcome::Deployed(rec)) => {
                         tracing::info!(record = %rec.id, status = rec.status.as_str(), "deploy recorded")
                     }
-                    Err(e) => tracing::error!(error = %e, cause = %error_chain(&e), "reconcile failed"),
+                    Err(e) => {
+                        tracing::error!(error = %e, cause = %error_chain(&e), "reconcile failed; retrying soon");
+                        return false;
+                    }
                 }
+                true
             }
             .instrument(span)
             .await;
         }
+        ok
     }
 }
 

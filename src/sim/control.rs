@@ -16,6 +16,8 @@
 //! | `GET /__sim/rate-limits` | [`RateLimits`] in force |
 //! | `POST /__sim/rate-limits` | [`RateLimitsPatch`] (`{"enabled": false}`, …); answers the new limits; buckets refill |
 //! | `POST /__sim/logs` | `{"app", "machine"?, "level"?, "message"}`: a log line now (201) |
+//! | `GET /__sim/release-commands` | `{"releaseCommands": {image: {exitCode, logs, runFor?}}}` |
+//! | `POST /__sim/release-commands` | [`ReleaseCommandChange`]: how one-shot machines running `image` end from their next start; answers it |
 
 use std::collections::BTreeMap;
 
@@ -34,7 +36,7 @@ use super::error::{SimError, parse_required};
 use super::faults::{FaultSpec, FaultView};
 use super::limits::{RateLimits, RateLimitsPatch};
 use super::logs::{LogLevel, posted};
-use super::scenario::ImageBehavior;
+use super::scenario::{ImageBehavior, ReleaseCommandSpec};
 use super::state::{RequestCounts, SimState};
 use crate::fly::wire::{Machine, RestRelease};
 
@@ -53,6 +55,52 @@ pub fn routes() -> Router<SimState> {
         .route("/__sim/faults/{id}", delete(remove_fault))
         .route("/__sim/rate-limits", get(rate_limits).post(set_rate_limits))
         .route("/__sim/logs", post(add_log))
+        .route(
+            "/__sim/release-commands",
+            get(release_commands).post(set_release_command),
+        )
+}
+
+/// Body of `POST /__sim/release-commands` (and its answer): the image, then the fields of a
+/// scenario's `releaseCommands` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReleaseCommandChange {
+    /// Full image reference.
+    pub image: String,
+    /// Exit code, 0–255 (default 0).
+    #[serde(default)]
+    pub exit_code: i32,
+    /// Lines printed just before the exit (default none).
+    #[serde(default)]
+    pub logs: Vec<String>,
+    /// How long it runs (default `timing.exitAfter`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_for: Option<DurationStr>,
+}
+
+async fn release_commands(State(s): State<SimState>) -> Json<serde_json::Value> {
+    s.with_world(|w, _| Json(serde_json::json!({"releaseCommands": w.behaviors.release_commands})))
+}
+
+async fn set_release_command(
+    State(s): State<SimState>,
+    body: Bytes,
+) -> Result<Json<ReleaseCommandChange>, SimError> {
+    let change: ReleaseCommandChange = parse_required(&body)?;
+    if change.image.is_empty() || !(0..=255).contains(&change.exit_code) {
+        return Err(SimError::BadRequest(format!(
+            "release command for {:?}: give a non-empty image and an exitCode from 0 to 255, got {}",
+            change.image, change.exit_code
+        )));
+    }
+    let spec = ReleaseCommandSpec {
+        exit_code: change.exit_code,
+        logs: change.logs.clone(),
+        run_for: change.run_for,
+    };
+    s.set_release_command(&change.image, spec);
+    Ok(Json(change))
 }
 
 /// `GET /__sim/faults` (and the answer of `POST`).

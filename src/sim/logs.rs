@@ -13,7 +13,10 @@
 //! - machine life, from each machine's events: starts, requested stops, suspends, exits. An
 //!   exit that flyd restarts (a `crash-loop` image) prints BEAM crash lines — an application
 //!   start failure (`** (EXIT)`, `Kernel pid terminated`, `erl_crash.dump`) on odd restarts,
-//!   a `heart` time-out on even ones — then `Main child exited normally with code: 1`.
+//!   a `heart` time-out on even ones — then `Main child exited normally with code: 1`. A
+//!   one-shot machine (a release command, [`super::machine::one_shot`]) prints `Preparing to
+//!   run: `CMD`` at its start and its scripted lines (scenario `releaseCommands`) right
+//!   before its exit line, at level `info` for exit code 0, else `error`.
 //!   Machine lines live as long as the machine keeps the event (its last 100).
 
 use std::time::Duration;
@@ -30,6 +33,7 @@ use super::auth::fly_api;
 use super::clock::{DurationStr, to_chrono};
 use super::error::SimError;
 use super::machine::SimMachine;
+use super::machine::one_shot;
 use super::machines::{Query_, param};
 use super::state::{SimApp, SimState, World};
 
@@ -255,6 +259,15 @@ fn machine_lines(app: &str, m: &SimMachine) -> Vec<LogLine> {
                     "INFO Starting init (commit: simulated)...".into(),
                 );
                 push(0, LogLevel::Info, "Machine started".into());
+                if one_shot::is_one_shot(&m.config)
+                    && let Some(cmd) = one_shot::command_line(&m.config)
+                {
+                    push(
+                        0,
+                        LogLevel::Info,
+                        format!("INFO Preparing to run: `{cmd}` as root"),
+                    );
+                }
             }
             "stop" => {
                 push(
@@ -298,6 +311,16 @@ fn machine_lines(app: &str, m: &SimMachine) -> Vec<LogLine> {
                     {
                         push(5 - i as i64, level, line);
                     }
+                }
+                let output = m.output_at(ts);
+                let level = if code == 0 {
+                    LogLevel::Info
+                } else {
+                    LogLevel::Error
+                };
+                for (i, line) in output.iter().enumerate() {
+                    let before = i64::try_from(output.len() - i).unwrap_or(i64::MAX);
+                    push(before, level, line.clone());
                 }
                 push(
                     0,

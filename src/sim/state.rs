@@ -17,9 +17,9 @@ use serde::{Deserialize, Serialize};
 
 use super::clock::VirtualClock;
 use super::error::SimError;
-use super::faults::{Call, Fault, FaultSpec, Plan, Stage};
+use super::faults::{Call, Fault, FaultKind, FaultSpec, Plan, Stage};
 use super::limits::{Class, RateLimiter, RateLimits};
-use super::scenario::{ImageBehavior, Scenario};
+use super::scenario::{ImageBehavior, ReleaseCommandSpec, Scenario};
 pub use super::world::{GqlReleaseNode, GqlUser, SimApp, SimRelease, World};
 
 /// The simulator's shared state: clock, world and request counters. Clone it freely.
@@ -46,7 +46,8 @@ pub struct RequestCounts {
     pub endpoints: BTreeMap<String, u64>,
     /// Answers the simulator made up, by kind: each fault kind that fired (`errorRate`,
     /// `latency`, `storm429`, `apiDown`, `leaseHeldBy`, `createTimesOutButSucceeds`,
-    /// `listEmptyOnce`, `concurrentUpdate`) and `rateLimit` for 429s over Fly's limits.
+    /// `listEmptyOnce`, `concurrentUpdate`, `notFoundAfterCreate`) and `rateLimit` for 429s
+    /// over Fly's limits.
     #[serde(default)]
     pub faults: BTreeMap<String, u64>,
 }
@@ -102,6 +103,14 @@ impl SimState {
     pub fn set_image_behavior(&self, image: &str, behavior: ImageBehavior) {
         self.with_world(|w, _| {
             w.behaviors.images.insert(image.to_string(), behavior);
+        });
+    }
+
+    /// Scripts how a one-shot machine (a release command) running `image` ends, from its
+    /// next start on.
+    pub fn set_release_command(&self, image: &str, spec: ReleaseCommandSpec) {
+        self.with_world(|w, _| {
+            w.behaviors.release_commands.insert(image.to_string(), spec);
         });
     }
 
@@ -208,7 +217,23 @@ impl SimState {
 
     pub(crate) fn plan_faults(&self, stage: Stage, call: &Call<'_>) -> Plan {
         let scale = self.time_scale();
-        self.with_world(|w, now| w.faults.plan(stage, call, now, scale))
+        self.with_world(|w, now| {
+            let mut plan = w.faults.plan(stage, call, now, scale);
+            if stage == Stage::Handler
+                && plan.answer.is_none()
+                && let Some(id) = call.machine
+                && let Some(created) = w
+                    .apps
+                    .values()
+                    .find_map(|a| a.machines.get(id))
+                    .map(|m| m.created_at)
+                && let Some(answer) = w.faults.unseen(call, created, now)
+            {
+                plan.answer = Some(answer);
+                plan.fired.push(FaultKind::NotFoundAfterCreate);
+            }
+            plan
+        })
     }
 
     pub(crate) fn confirm_fault(&self, id: u64) -> bool {

@@ -218,6 +218,7 @@ impl World {
             timing: scenario.timing,
             images: scenario.images.clone(),
             default: scenario.default_behavior,
+            release_commands: scenario.release_commands.clone(),
         };
         let apps = scenario
             .apps

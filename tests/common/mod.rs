@@ -87,6 +87,38 @@ impl Sim {
         })
     }
 
+    /// POST a JSON body to the simulator's control API (`/__sim/...`).
+    pub fn control(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let resp = reqwest::Client::new()
+                .post(format!("{}{path}", self.url))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            resp.json().await.unwrap_or_default()
+        })
+    }
+
+    /// DELETE on the simulator's control API.
+    pub fn control_delete(&self, path: &str) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            reqwest::Client::new()
+                .delete(format!("{}{path}", self.url))
+                .send()
+                .await
+                .unwrap();
+        });
+    }
+
     /// Images of the app's live machines (not destroying/destroyed), by id.
     pub fn images(&self) -> Vec<(String, String)> {
         let machines = self.get("/v1/apps/lowendinsight/machines");
@@ -248,4 +280,41 @@ pub fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+impl Workspace {
+    /// Add a manifest `APP.yaml` for the Fly app `app`: the shipped LowEndInsight manifest
+    /// under another name (for an app the simulator does not have, say).
+    pub fn add_app(&self, app: &str, image: &str) {
+        let text = manifest(image)
+            .replace("name: lowendinsight", &format!("name: {app}"))
+            .replace("app: lowendinsight", &format!("app: {app}"));
+        std::fs::write(self.manifests().join(format!("{app}.yaml")), text).unwrap();
+    }
+}
+
+/// A scenario file: the shipped LowEndInsight scenario plus `faults` (YAML list items, each
+/// starting with `  - kind:`). Keep the returned directory alive while the file is used.
+pub fn scenario_with_faults(faults: &str) -> (tempfile::TempDir, PathBuf) {
+    let shipped =
+        std::fs::read_to_string(repo_root().join("examples/sim/lowendinsight.yaml")).unwrap();
+    assert!(
+        !shipped.contains("\nfaults:"),
+        "the shipped scenario has no faults"
+    );
+    let text = shipped.replacen("\napps:", &format!("\nfaults:\n{faults}\napps:"), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scenario.yaml");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+/// Send a signal (`"INT"`, `"TERM"`) to a child process with kill(1).
+pub fn send_signal(child: &Child, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(child.id().to_string())
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} failed");
 }

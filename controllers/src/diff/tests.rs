@@ -165,3 +165,193 @@ fn mixed_images_are_reported_and_converged_forward() {
         vec!["m1"]
     );
 }
+
+mod service_config {
+    use super::*;
+    use crate::machine_config::{self as mc, CheckKind, ServiceConfig};
+
+    fn dur(s: &str) -> Option<opsctl_crds::DurationStr> {
+        Some(s.parse().unwrap())
+    }
+
+    /// A manifest with one service, a top-level check and stop settings.
+    fn configured_app() -> FlyApp {
+        app(
+            1,
+            json!({
+                "services": [{
+                    "internalPort": 8080,
+                    "ports": [{"port": 80, "handlers": ["http"], "forceHttps": true},
+                              {"port": 443, "handlers": ["tls", "http"]}],
+                    "concurrency": {"type": "connections", "softLimit": 20, "hardLimit": 25},
+                    "checks": [{"type": "tcp", "interval": "15s", "timeout": "10s", "gracePeriod": "1s"}]
+                }],
+                "checks": {"readyz": {"type": "http", "port": 4000, "path": "/readyz", "interval": "15s", "timeout": "5s"}},
+                "stop": {"signal": "SIGINT", "timeout": "5s"}
+            }),
+        )
+    }
+
+    /// The machine as Fly reports it after flyctl wrote the same config, with the spellings
+    /// and additions of BUG-25: explicit defaults, other units, other order.
+    fn observed_as_fly_has_it() -> ServiceConfig {
+        let mut readyz = mc::Check {
+            kind: CheckKind::Http,
+            port: Some(4000),
+            path: Some("/readyz".into()),
+            method: Some("GET".into()),
+            interval: dur("15000ms"),
+            timeout: dur("5s"),
+            grace_period: None,
+        };
+        readyz.method = Some("get".into());
+        ServiceConfig {
+            services: vec![mc::Service {
+                internal_port: 8080,
+                protocol: String::new(),
+                ports: vec![
+                    mc::Port {
+                        port: 443,
+                        end_port: None,
+                        handlers: vec!["http".into(), "tls".into()],
+                        force_https: false,
+                    },
+                    mc::Port {
+                        port: 80,
+                        end_port: None,
+                        handlers: vec!["http".into()],
+                        force_https: true,
+                    },
+                ],
+                concurrency: Some(mc::Concurrency {
+                    kind: String::new(),
+                    soft_limit: Some(20),
+                    hard_limit: Some(25),
+                }),
+                checks: vec![mc::Check {
+                    kind: CheckKind::Tcp,
+                    port: Some(8080),
+                    path: None,
+                    method: None,
+                    interval: dur("15s"),
+                    timeout: dur("10000ms"),
+                    grace_period: dur("1s"),
+                }],
+            }],
+            checks: [("readyz".to_owned(), readyz)].into_iter().collect(),
+            stop: Some(mc::Stop {
+                signal: Some("INT".into()),
+                timeout: None,
+            }),
+        }
+    }
+
+    fn with(config: ServiceConfig) -> ObservedMachine {
+        ObservedMachine {
+            service_config: config,
+            ..in_sync("m1")
+        }
+    }
+
+    /// BUG-25 (shared/cases/README.md): the same config spelled differently is not drift.
+    #[test]
+    fn explicit_defaults_units_and_order_are_not_drift() {
+        let d = diff(
+            &configured_app(),
+            &observed(vec![with(observed_as_fly_has_it())]),
+        );
+        assert!(d.is_empty(), "{d:#?}");
+    }
+
+    #[test]
+    fn no_services_on_either_side_is_not_drift() {
+        let d = diff(
+            &app(1, json!({"services": [], "checks": {}})),
+            &observed(vec![in_sync("m1")]),
+        );
+        assert!(d.is_empty(), "{d:#?}");
+    }
+
+    #[test]
+    fn internal_port_change_is_one_services_change_and_updates_the_machine() {
+        let a = configured_app();
+        let mut a2 = a.clone();
+        a2.spec.services[0].internal_port = 9090;
+        let d = diff(&a2, &observed(vec![with(observed_as_fly_has_it())]));
+        let [
+            Change::Services {
+                machine,
+                summary,
+                from,
+                to,
+                ..
+            },
+        ] = d.changes.as_slice()
+        else {
+            panic!("{d:#?}");
+        };
+        assert_eq!(machine, "m1");
+        assert!(summary.contains("internal port 8080 → 9090"), "{summary}");
+        assert_eq!((from[0].internal_port, to[0].internal_port), (8080, 9090));
+        // The service check follows the internal port it defaults to.
+        assert_eq!(to[0].checks[0].port, Some(9090));
+        assert_eq!(
+            d.machines_to_update().into_iter().collect::<Vec<_>>(),
+            ["m1"]
+        );
+    }
+
+    #[test]
+    fn added_and_changed_top_level_checks() {
+        let mut a = configured_app();
+        a.spec.checks.get_mut("readyz").unwrap().timeout = dur("2s");
+        a.spec.checks.insert(
+            "alive".into(),
+            serde_json::from_value(json!({"type": "tcp", "port": 8080})).unwrap(),
+        );
+        let d = diff(&a, &observed(vec![with(observed_as_fly_has_it())]));
+        let summaries: Vec<&str> = d
+            .changes
+            .iter()
+            .map(|c| match c {
+                Change::Check { summary, .. } => summary.as_str(),
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(
+            summaries,
+            [
+                "check alive: (none) → tcp :8080",
+                "check readyz: timeout 5s → 2s"
+            ]
+        );
+    }
+
+    #[test]
+    fn stop_signal_change() {
+        let mut a = configured_app();
+        a.spec.stop.as_mut().unwrap().signal = Some("SIGTERM".into());
+        let d = diff(&a, &observed(vec![with(observed_as_fly_has_it())]));
+        let [Change::Stop { summary, to, .. }] = d.changes.as_slice() else {
+            panic!("{d:#?}");
+        };
+        assert_eq!(summary, "stop SIGINT, 5s → SIGTERM, 5s");
+        assert_eq!(to.signal.as_deref(), Some("SIGTERM"));
+        let json = serde_json::to_value(&d.changes[0]).unwrap();
+        assert_eq!(json["kind"], "stop");
+        assert_eq!(json["to"]["signal"], "SIGTERM");
+        assert_eq!(json["to"]["timeout"], "5s");
+    }
+
+    #[test]
+    fn services_of_other_groups_are_not_expected_here() {
+        let a = app(
+            1,
+            json!({"services": [{"internalPort": 9000, "processes": ["worker"]}],
+                   "processGroups": {"app": {"regions": {"iad": 1}, "vm": {"size": "shared-cpu-1x", "memoryMb": 1024}},
+                                     "worker": {"regions": {}}}}),
+        );
+        let d = diff(&a, &observed(vec![in_sync("m1")]));
+        assert!(d.is_empty(), "{d:#?}");
+    }
+}

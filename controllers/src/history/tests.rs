@@ -8,6 +8,10 @@ fn past(id: &str, image: &str, outcome: PastOutcome, minute: u32) -> PastDeploy 
         image: image.into(),
         outcome,
         at: Utc.with_ymd_and_hms(2026, 11, 29, 12, minute, 0).unwrap(),
+        failed_health: matches!(
+            outcome,
+            PastOutcome::RolledBack | PastOutcome::RollbackFailed
+        ),
     }
 }
 
@@ -109,4 +113,15 @@ fn a_failed_rollback_pauses_automatic_deploys() {
         past("d2", "bad", PastOutcome::RollbackFailed, 2),
     ];
     assert_eq!(may_deploy(&history, "next", false), Ok(()));
+}
+
+/// A user test found a healthy image pinned out forever because its deploy failed on an
+/// unreachable Fly (rollback_failed without any health verdict).
+#[test]
+fn an_infrastructure_failure_does_not_make_an_image_bad() {
+    let mut d = past("d1", "good", PastOutcome::RollbackFailed, 1);
+    d.failed_health = false;
+    let history = vec![d];
+    assert!(bad_images(&history).is_empty());
+    assert_eq!(may_deploy(&history, "good", true), Ok(()));
 }

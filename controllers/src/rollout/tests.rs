@@ -5,6 +5,7 @@ use super::*;
 use crate::diff::diff;
 use crate::observed::{CheckResult, ExitInfo};
 use crate::testkit::{NEW, OLD, app, machine, observed, t0};
+use opsctl_crds::flyapp::MachineChecksRule::{AllPassing, Ignore};
 
 fn ids(plan: &RolloutPlan) -> Vec<Vec<&str>> {
     plan.batches
@@ -221,16 +222,16 @@ fn healthy_needs_at_least_one_check_and_all_passing() {
         ..updated("m1")
     };
     assert!(matches!(
-        judge(w, Some(&no_checks), "new", &deploy(), at(1)).1,
+        judge(w, Some(&no_checks), "new", &deploy(), AllPassing, at(1)).1,
         Verdict::Waiting { .. }
     ));
     assert_eq!(
-        judge(w, Some(&updated("m1")), "new", &deploy(), at(1)).1,
+        judge(w, Some(&updated("m1")), "new", &deploy(), AllPassing, at(1)).1,
         Verdict::Healthy
     );
     let old_version = machine("m1");
     assert!(matches!(
-        judge(w, Some(&old_version), "new", &deploy(), at(1)).1,
+        judge(w, Some(&old_version), "new", &deploy(), AllPassing, at(1)).1,
         Verdict::Waiting { .. }
     ));
 }
@@ -243,11 +244,18 @@ fn critical_checks_fail_after_fail_after_not_before() {
         state: CheckState::Critical,
         output: "connection refused".into(),
     }];
-    let (w, v) = judge(Watch::new(t0()), Some(&m), "new", &deploy(), at(2));
+    let (w, v) = judge(
+        Watch::new(t0()),
+        Some(&m),
+        "new",
+        &deploy(),
+        AllPassing,
+        at(2),
+    );
     assert!(matches!(v, Verdict::Waiting { .. }));
-    let (w, v) = judge(w, Some(&m), "new", &deploy(), at(20));
+    let (w, v) = judge(w, Some(&m), "new", &deploy(), AllPassing, at(20));
     assert!(matches!(v, Verdict::Waiting { .. }));
-    let (_, v) = judge(w, Some(&m), "new", &deploy(), at(32));
+    let (_, v) = judge(w, Some(&m), "new", &deploy(), AllPassing, at(32));
     assert!(
         matches!(&v, Verdict::Failed(Failure::ChecksCritical { checks, output }) if checks == &["servicecheck-00-tcp-8080"] && output == "connection refused"),
         "{v:?}"
@@ -268,7 +276,14 @@ fn exited_machine_fails_at_once_not_at_timeout() {
         restart_count: 0,
         at: at(8),
     });
-    let (_, v) = judge(Watch::new(t0()), Some(&m), "new", &deploy(), at(9));
+    let (_, v) = judge(
+        Watch::new(t0()),
+        Some(&m),
+        "new",
+        &deploy(),
+        AllPassing,
+        at(9),
+    );
     assert_eq!(
         v,
         Verdict::Failed(Failure::MachineExited {
@@ -278,7 +293,14 @@ fn exited_machine_fails_at_once_not_at_timeout() {
     );
     // Exit code 0 that nobody asked for is also an exit, not success.
     m.last_exit.as_mut().unwrap().exit_code = 0;
-    let (_, v) = judge(Watch::new(t0()), Some(&m), "new", &deploy(), at(9));
+    let (_, v) = judge(
+        Watch::new(t0()),
+        Some(&m),
+        "new",
+        &deploy(),
+        AllPassing,
+        at(9),
+    );
     assert_eq!(
         v,
         Verdict::Failed(Failure::MachineExited {
@@ -299,7 +321,14 @@ fn crash_loop_is_detected() {
         restart_count: 2,
         at: at(3),
     });
-    let (_, v) = judge(Watch::new(t0()), Some(&m), "new", &deploy(), at(4));
+    let (_, v) = judge(
+        Watch::new(t0()),
+        Some(&m),
+        "new",
+        &deploy(),
+        AllPassing,
+        at(4),
+    );
     assert_eq!(
         v,
         Verdict::Failed(Failure::CrashLoop {
@@ -321,7 +350,15 @@ fn an_exit_before_the_update_does_not_count() {
         at: at(-60),
     });
     assert_eq!(
-        judge(Watch::new(t0()), Some(&m), "new", &deploy(), at(1)).1,
+        judge(
+            Watch::new(t0()),
+            Some(&m),
+            "new",
+            &deploy(),
+            AllPassing,
+            at(1)
+        )
+        .1,
         Verdict::Healthy
     );
 }
@@ -332,7 +369,14 @@ fn timeout_fails_with_what_was_awaited() {
         checks: vec![],
         ..updated("m1")
     };
-    let (_, v) = judge(Watch::new(t0()), Some(&m), "new", &deploy(), at(301));
+    let (_, v) = judge(
+        Watch::new(t0()),
+        Some(&m),
+        "new",
+        &deploy(),
+        AllPassing,
+        at(301),
+    );
     assert!(
         matches!(v, Verdict::Failed(Failure::Timeout { .. })),
         "{v:?}"
@@ -342,13 +386,27 @@ fn timeout_fails_with_what_was_awaited() {
 #[test]
 fn unseen_machine_is_never_a_failure() {
     for secs in [1, 100, 299, 300, 10_000] {
-        let (_, v) = judge(Watch::new(t0()), None, "new", &deploy(), at(secs));
+        let (_, v) = judge(
+            Watch::new(t0()),
+            None,
+            "new",
+            &deploy(),
+            AllPassing,
+            at(secs),
+        );
         assert!(
             !matches!(v, Verdict::Failed(_) | Verdict::Healthy),
             "{secs}s: {v:?}"
         );
     }
-    let (_, v) = judge(Watch::new(t0()), None, "new", &deploy(), at(301));
+    let (_, v) = judge(
+        Watch::new(t0()),
+        None,
+        "new",
+        &deploy(),
+        AllPassing,
+        at(301),
+    );
     assert!(matches!(v, Verdict::Blind { .. }));
 }
 
@@ -361,4 +419,145 @@ fn at_most_one_automatic_rollback() {
     assert_eq!(rb.machines, vec![("m0".to_owned(), OLD.to_owned())]);
     assert_eq!(rollback_plan(&touched, true), None);
     assert_eq!(rollback_plan(&[], false), None);
+}
+
+/// `health.machineChecks: ignore`: flyctl's smoke check instead of Fly's checks.
+mod machine_checks_ignored {
+    use super::*;
+
+    fn critical_since_start(started: i64) -> ObservedMachine {
+        let mut m = updated("m1");
+        m.last_start = Some(at(started));
+        m.checks = vec![CheckResult {
+            name: "readyz".into(),
+            state: CheckState::Critical,
+            output: "503".into(),
+        }];
+        m
+    }
+
+    #[test]
+    fn healthy_after_the_smoke_window_whatever_the_checks() {
+        let m = critical_since_start(1);
+        let (w, v) = judge(Watch::new(t0()), Some(&m), "new", &deploy(), Ignore, at(5));
+        assert!(matches!(v, Verdict::Waiting { .. }), "{v:?}");
+        // Critical for longer than failAfter (30 s) does not matter either.
+        let (_, v) = judge(w, Some(&m), "new", &deploy(), Ignore, at(11));
+        assert_eq!(v, Verdict::Healthy);
+        let (_, v) = judge(w, Some(&m), "new", &deploy(), Ignore, at(60));
+        assert_eq!(v, Verdict::Healthy);
+        // The same machine under all-passing fails on its critical check.
+        let (w, _) = judge(
+            Watch::new(t0()),
+            Some(&m),
+            "new",
+            &deploy(),
+            AllPassing,
+            at(5),
+        );
+        let (_, v) = judge(w, Some(&m), "new", &deploy(), AllPassing, at(40));
+        assert!(
+            matches!(v, Verdict::Failed(Failure::ChecksCritical { .. })),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn never_healthy_inside_the_window() {
+        for started in [-100, 0, 3] {
+            let mut m = critical_since_start(started);
+            m.checks.clear();
+            for secs in 0..10 {
+                let (_, v) = judge(
+                    Watch::new(t0()),
+                    Some(&m),
+                    "new",
+                    &deploy(),
+                    Ignore,
+                    at(secs),
+                );
+                assert_ne!(v, Verdict::Healthy, "started {started}, at {secs}s");
+            }
+        }
+    }
+
+    #[test]
+    fn a_start_before_the_update_counts_from_the_update() {
+        let m = critical_since_start(-60);
+        let (_, v) = judge(Watch::new(t0()), Some(&m), "new", &deploy(), Ignore, at(9));
+        assert!(matches!(v, Verdict::Waiting { .. }), "{v:?}");
+        let (_, v) = judge(Watch::new(t0()), Some(&m), "new", &deploy(), Ignore, at(10));
+        assert_eq!(v, Verdict::Healthy);
+    }
+
+    #[test]
+    fn exits_and_crash_loops_still_fail() {
+        let mut exited = critical_since_start(1);
+        exited.state = MachineState::Stopped;
+        exited.last_exit = Some(ExitInfo {
+            exit_code: 1,
+            oom_killed: false,
+            requested_stop: false,
+            restarting: false,
+            restart_count: 0,
+            at: at(3),
+        });
+        let (_, v) = judge(
+            Watch::new(t0()),
+            Some(&exited),
+            "new",
+            &deploy(),
+            Ignore,
+            at(30),
+        );
+        assert!(
+            matches!(v, Verdict::Failed(Failure::MachineExited { .. })),
+            "{v:?}"
+        );
+
+        let mut looping = critical_since_start(20);
+        looping.last_exit = Some(ExitInfo {
+            exit_code: 1,
+            oom_killed: false,
+            requested_stop: false,
+            restarting: true,
+            restart_count: 3,
+            at: at(19),
+        });
+        let (_, v) = judge(
+            Watch::new(t0()),
+            Some(&looping),
+            "new",
+            &deploy(),
+            Ignore,
+            at(35),
+        );
+        assert!(
+            matches!(v, Verdict::Failed(Failure::CrashLoop { .. })),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn a_machine_that_never_starts_times_out() {
+        let mut m = critical_since_start(1);
+        m.state = MachineState::Starting;
+        let (_, v) = judge(
+            Watch::new(t0()),
+            Some(&m),
+            "new",
+            &deploy(),
+            Ignore,
+            at(301),
+        );
+        assert!(
+            matches!(v, Verdict::Failed(Failure::Timeout { .. })),
+            "{v:?}"
+        );
+        let (_, v) = judge(Watch::new(t0()), None, "new", &deploy(), Ignore, at(301));
+        assert!(
+            matches!(v, Verdict::Blind { .. }),
+            "unknown is never unhealthy: {v:?}"
+        );
+    }
 }

@@ -499,3 +499,29 @@ fn the_repository_manifests_load() {
     assert_eq!(lei.spec.process_groups["app"].regions["iad"], 2);
     assert_eq!(lei.spec.deploy.max_unavailable, MaxUnavailable::Count(1));
 }
+
+#[test]
+fn in_memory_files_load_like_a_directory() {
+    let good = "apiVersion: opsctl.dev/v1alpha1\nkind: FlyApp\nmetadata: {name: web}\nspec:\n  image: registry.fly.io/web:v1\n  processGroups: {app: {regions: {iad: 1}}}\n  checks: {alive: {type: tcp, port: 8080}}\n";
+    let files = vec![
+        (
+            std::path::PathBuf::from("manifests/web.yaml"),
+            good.to_owned(),
+        ),
+        (
+            std::path::PathBuf::from("manifests/README.md"),
+            "# not yaml: {".to_owned(),
+        ),
+    ];
+    let set = crate::load_files(&files).unwrap();
+    assert_eq!(set.apps.len(), 1);
+    let bad = vec![(
+        std::path::PathBuf::from("manifests/web.yaml"),
+        good.replace("image:", "imagee:"),
+    )];
+    let err = crate::load_files(&bad).unwrap_err();
+    assert_eq!(
+        err.diagnostics[0].file,
+        std::path::PathBuf::from("manifests/web.yaml")
+    );
+}

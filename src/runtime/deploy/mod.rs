@@ -17,6 +17,7 @@
 mod health;
 mod leases;
 mod recover;
+mod release_command;
 mod strategies;
 mod update;
 
@@ -188,6 +189,7 @@ impl Deployer {
                     detail: None,
                 })
                 .collect(),
+            failed_health: false,
             health: None,
             rollback: None,
             steps: vec![],
@@ -216,6 +218,17 @@ impl Deployer {
                 self.store.append(&rec)?;
                 return Ok(Outcome::Deployed(Box::new(rec)));
             }
+        }
+        if let Some(oban) = app.spec.deploy.drain.as_ref().and_then(|d| d.oban.as_ref())
+            && !self.drain(oban, &mut rec).await?
+        {
+            rec.finished_at = Some(self.clock.now());
+            self.store.append(&rec)?;
+            return Ok(Outcome::Deployed(Box::new(rec)));
+        }
+        // Release command (migrations): once per image, human only, before any machine.
+        if let Some(stop) = self.release_command_stage(app, &mut rec).await? {
+            return Ok(stop);
         }
         let result = self.run(app, &plan, &mut rec).await;
         rec.finished_at = Some(self.clock.now());
@@ -262,6 +275,58 @@ impl Deployer {
         Ok(false)
     }
 
+    /// The Drain stage (DESIGN.md §5, case BUG-18): wait until the Oban queues have no
+    /// executing or available jobs. A timeout, an unreachable database or a missing URL are
+    /// recorded as warnings and the deploy goes on (DESIGN: "timeout → proceed with a warning
+    /// record"); only a stop request ends the deploy here (`false`).
+    async fn drain(
+        &self,
+        oban: &opsctl_crds::flyapp::ObanDrain,
+        rec: &mut DeployRecord,
+    ) -> Result<bool, StoreError> {
+        use crate::drain::{DrainOutcome, DrainRequest, drain_oban};
+        self.intend(
+            rec,
+            format!(
+                "drain Oban queues {} (timeout {})",
+                oban.queues.join(", "),
+                oban.timeout
+            ),
+        )?;
+        let result = match DrainRequest::from_env(oban) {
+            Ok(req) => drain_oban(&req, self.clock.as_ref(), self.stop.clone()).await,
+            Err(e) => Err(e),
+        };
+        match result {
+            Ok(DrainOutcome::Stopped { .. }) => {
+                self.done(rec, "stopped")?;
+                self.finish(
+                    rec,
+                    DeployStatus::Halted,
+                    "opsctl was asked to stop while draining Oban; nothing was changed".into(),
+                )?;
+                Ok(false)
+            }
+            Ok(outcome @ DrainOutcome::Drained { .. }) => {
+                self.done(rec, outcome.to_string())?;
+                Ok(true)
+            }
+            Ok(outcome) => {
+                tracing::warn!(app = %rec.app, "drain: {outcome}; deploying anyway");
+                self.done(rec, format!("warning: {outcome}; deploying anyway"))?;
+                Ok(true)
+            }
+            Err(e) => {
+                tracing::warn!(app = %rec.app, error = %e, "drain could not run; deploying anyway");
+                self.done(
+                    rec,
+                    format!("warning: drain could not run ({e}); deploying anyway"),
+                )?;
+                Ok(true)
+            }
+        }
+    }
+
     /// Record `intent` (durably) before doing it.
     fn intend(&self, rec: &mut DeployRecord, intent: String) -> Result<(), StoreError> {
         tracing::info!(app = %rec.app, "{intent}");
@@ -288,21 +353,17 @@ impl Deployer {
         rec: &mut DeployRecord,
     ) -> Result<(), StoreError> {
         let name = rec.app.clone();
-        let release = match rec.release.clone() {
-            Some(release) => release,
-            None => match self.create_release(rec, &plan.image).await? {
-                Some(release) => release,
-                None => return Ok(()),
-            },
-        };
-
+        // Leases first: a deploy that cannot lease every machine changes nothing, not even the
+        // release list on Fly.
         let machines: Vec<String> = plan.touches().map(|s| s.machine.clone()).collect();
         self.intend(rec, format!("lease machines {}", machines.join(", ")))?;
         let leases = match self.lease_all(&name, &machines).await {
             Ok(l) => l,
             Err(e) => {
                 self.done(rec, format!("failed: {e}"))?;
-                let _ = self.client.update_release(&release.id, "failed").await;
+                if let Some(release) = &rec.release {
+                    let _ = self.client.update_release(&release.id, "failed").await;
+                }
                 return self.finish(
                     rec,
                     DeployStatus::Failed,
@@ -312,6 +373,17 @@ impl Deployer {
         };
         rec.leases = leases.clone();
         self.done(rec, "leased")?;
+        let release = match rec.release.clone() {
+            Some(release) => release,
+            None => match self.create_release(rec, &plan.image).await? {
+                Some(release) => release,
+                None => {
+                    release_all(&self.client, &name, &leases).await;
+                    rec.leases.clear();
+                    return self.store.append(rec);
+                }
+            },
+        };
         let refresher = self.refresh_leases(&name, &leases);
         let outcome = self.roll(app, plan, &release, &leases, rec).await;
         refresher.abort();
@@ -356,6 +428,7 @@ impl Deployer {
             clock: self.clock.clone(),
             poll: self.poll,
             deploy: app.spec.deploy.clone(),
+            machine_checks: app.spec.health.machine_checks,
             stop: self.stop.clone(),
         }
     }
@@ -453,12 +526,36 @@ impl Deployer {
                         touched.push(t);
                     }
                     Ok(Err((step, e))) => update_error = Some((step, e)),
-                    Err(join) => update_error = Some((batch.steps[0].clone(), join.to_string())),
+                    Err(join) => {
+                        let e = FlyError::local(
+                            crate::fly::FlyErrorKind::Protocol,
+                            "POST",
+                            "update",
+                            join.to_string(),
+                        );
+                        update_error = Some((batch.steps[0].clone(), e));
+                    }
                 }
             }
             if let Some((step, e)) = update_error {
                 self.done(rec, format!("update of {} failed: {e}", step.machine))?;
-                Self::set_result(rec, &step.machine, MachineResult::Failed, Some(e.clone()));
+                Self::set_result(
+                    rec,
+                    &step.machine,
+                    MachineResult::Failed,
+                    Some(e.to_string()),
+                );
+                if e.is_unavailable() {
+                    // Fly could not be reached: whether the update happened is unknown and the
+                    // image is not at fault. Stop without a verdict; the next pass (or a
+                    // restart's recovery) sees what is there.
+                    let _ = self.client.update_release(&release.id, "interrupted").await;
+                    let why = format!(
+                        "halted: {} could not be updated on release v{} because Fly could not be reached ({e}); no rollback on what could not be seen",
+                        step.machine, release.version
+                    );
+                    return self.finish(rec, DeployStatus::Halted, why);
+                }
                 let reason = format!(
                     "{} could not be updated on release v{}: {e}",
                     step.machine, release.version
@@ -519,6 +616,7 @@ impl Deployer {
             match failed {
                 None => self.done(rec, "healthy")?,
                 Some((step, Verdict::Failed(failure))) => {
+                    rec.failed_health = true;
                     self.done(rec, format!("{} failed: {failure}", step.machine))?;
                     for s in plan.batches[i + 1..].iter().flat_map(|b| &b.steps) {
                         Self::set_result(rec, &s.machine, MachineResult::Skipped, None);
@@ -538,6 +636,9 @@ impl Deployer {
                     return self.finish(rec, DeployStatus::Halted, format!("halted without a verdict on {} (release v{}): {why}; no rollback is done on what could not be seen", step.machine, release.version));
                 }
             }
+        }
+        if let Err(reason) = self.probe_stage(app, rec).await? {
+            return self.fail(app, release, leases, touched, rec, reason).await;
         }
         let _ = self.client.update_release(&release.id, "complete").await;
         rec.health = Some(format!("all {} machines healthy", rec.machines.len()));

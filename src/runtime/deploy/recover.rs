@@ -107,6 +107,7 @@ impl Deployer {
         }
 
         if let Some(reason) = failure {
+            rec.failed_health = true;
             let ids: Vec<String> = touched.iter().map(|m| m.id.clone()).collect();
             let leases = match self.lease_all(&name, &ids).await {
                 Ok(l) => l,

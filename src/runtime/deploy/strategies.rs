@@ -80,6 +80,9 @@ impl Deployer {
                 Err(e) => format!("could not destroy: {e}"),
             },
         )?;
+        if matches!(verdict, Verdict::Failed(_)) {
+            rec.failed_health = true;
+        }
         Ok(match verdict {
             Verdict::Healthy => Ok(()),
             Verdict::Failed(f) => Err(format!(
@@ -184,6 +187,7 @@ impl Deployer {
                 {
                     Verdict::Healthy => {}
                     Verdict::Failed(f) => {
+                        rec.failed_health = true;
                         failure = Some(format!(
                             "green machine {id} (for {blue_id}): {}",
                             failure_reason(id, release, &f)

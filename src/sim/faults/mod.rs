@@ -17,14 +17,17 @@
 //! | `createTimesOutButSucceeds` | performs a machine create, then holds the answer for `delay` (default 60s, real time) or, with `drop: true`, closes the connection | `delay`, `drop` |
 //! | `listEmptyOnce` | answers the machine list `[]` | — |
 //! | `concurrentUpdate` | rejects machine updates with `aborted: machine is replacing: concurrent update in progress` | `status` (409 or 412, default 409) |
+//! | `notFoundAfterCreate` | a machine created while the fault is installed answers 404 `machine not found` on its own routes (`GET`, `wait`, …) for `propagation` after its create (case BUG-15 C) | `propagation` (default 1s, virtual time) |
 //!
 //! `times` defaults to 1 for `listEmptyOnce`, `concurrentUpdate` and
 //! `createTimesOutButSucceeds`, and is unlimited for the others. Randomness (`errorRate`) comes
 //! from a per-fault xorshift generator seeded with `seed` (default 1), so the same requests in
 //! the same order meet the same errors on every run.
 //!
-//! This module decides; [`layer`] turns decisions into HTTP answers, and
-//! [`super::state::World::apply_faults`] places the leases of `leaseHeldBy`.
+//! This module decides; [`layer`] turns decisions into HTTP answers,
+//! [`super::state::World::apply_faults`] places the leases of `leaseHeldBy`, and
+//! [`super::state::SimState`] asks [`FaultBook::unseen`] about `notFoundAfterCreate` (it needs
+//! the machine's creation time from the world).
 
 pub mod layer;
 mod spec;
@@ -333,13 +336,37 @@ impl FaultBook {
                     plan.after = Some((f.id, after));
                     continue;
                 }
-                FaultKind::LeaseHeldBy => continue,
+                FaultKind::LeaseHeldBy | FaultKind::NotFoundAfterCreate => continue,
             };
             f.injected += 1;
             plan.fired.push(kind);
             plan.answer = Some(answer);
         }
         plan
+    }
+
+    /// The 404 a `notFoundAfterCreate` fault gives `call` about a machine created at
+    /// `created` (virtual time), if one applies at `now`: the machine was created inside the
+    /// fault's window and is younger than the fault's `propagation` (default 1s). Counts it.
+    pub fn unseen(
+        &mut self,
+        call: &Call<'_>,
+        created: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<Answer> {
+        let f = self.faults.iter_mut().find(|f| {
+            let hidden_for = f.spec.propagation.map_or(Duration::from_secs(1), |d| d.0);
+            f.spec.kind() == FaultKind::NotFoundAfterCreate
+                && f.matches(call, now)
+                && created >= f.from
+                && f.until.is_none_or(|u| created < u)
+                && now < created + to_chrono(hidden_for)
+        })?;
+        f.injected += 1;
+        Some(Answer::Error {
+            status: 404,
+            message: "machine not found".to_string(),
+        })
     }
 
     /// Counts fault `id` as fired after the handler succeeded; `false` if it is gone or used
@@ -363,7 +390,7 @@ fn stage_of(kind: FaultKind) -> Option<Stage> {
         FaultKind::CreateTimesOutButSucceeds
         | FaultKind::ListEmptyOnce
         | FaultKind::ConcurrentUpdate => Some(Stage::Handler),
-        FaultKind::LeaseHeldBy => None,
+        FaultKind::LeaseHeldBy | FaultKind::NotFoundAfterCreate => None,
     }
 }
 

@@ -26,6 +26,9 @@ pub enum FaultKind {
     ListEmptyOnce,
     /// Updates rejected as concurrent.
     ConcurrentUpdate,
+    /// A machine created while the fault is installed answers 404 for a moment (case BUG-15 C:
+    /// Fly's propagation delay right after a create).
+    NotFoundAfterCreate,
 }
 
 impl FaultKind {
@@ -40,6 +43,7 @@ impl FaultKind {
             Self::CreateTimesOutButSucceeds => "createTimesOutButSucceeds",
             Self::ListEmptyOnce => "listEmptyOnce",
             Self::ConcurrentUpdate => "concurrentUpdate",
+            Self::NotFoundAfterCreate => "notFoundAfterCreate",
         }
     }
 
@@ -74,6 +78,7 @@ impl FaultKind {
             Self::CreateTimesOutButSucceeds => &["times", "delay", "drop"],
             Self::ListEmptyOnce => &["times"],
             Self::ConcurrentUpdate => &["machine", "times", "status"],
+            Self::NotFoundAfterCreate => &["route", "times", "propagation"],
         }
     }
 }
@@ -123,6 +128,10 @@ pub struct FaultSpec {
     /// `leaseHeldBy`: the lease holder, e.g. `other-actor@tokens.fly.io`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// `notFoundAfterCreate`: how long after its create a new machine answers 404 (virtual
+    /// time, default 1s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub propagation: Option<DurationStr>,
 }
 
 impl FaultSpec {
@@ -146,6 +155,7 @@ impl FaultSpec {
             delay: None,
             drop: None,
             owner: None,
+            propagation: None,
         }
     }
 
@@ -171,6 +181,7 @@ impl FaultSpec {
             ("delay", self.delay.is_some()),
             ("drop", self.drop.is_some()),
             ("owner", self.owner.is_some()),
+            ("propagation", self.propagation.is_some()),
         ];
         for (field, set) in given {
             if set && !kind.fields().contains(&field) {

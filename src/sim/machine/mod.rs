@@ -8,7 +8,8 @@
 //! pending start) and queues its own.
 //!
 //! This module knows nothing about HTTP: [`super::machines`] turns requests into these calls
-//! and [`SimMachine::to_wire`] into Fly's `Machine` JSON.
+//! and [`SimMachine::to_wire`] into Fly's `Machine` JSON. One-shot machines (release
+//! commands) and `auto_destroy` are in [`one_shot`].
 
 use std::collections::BTreeMap;
 
@@ -18,7 +19,7 @@ use super::checks;
 use super::clock::to_chrono;
 use super::error::SimError;
 use super::ids::{image_ref, new_ulid, private_ip};
-use super::scenario::{ImageBehavior, Timing};
+use super::scenario::{ImageBehavior, ReleaseCommandSpec, Timing};
 use super::signals;
 use crate::fly::wire::{
     CheckStatus, EventRequest, ExitEvent, Lease, Machine, MachineConfig, MachineEvent,
@@ -40,6 +41,8 @@ pub struct Behaviors {
     pub images: BTreeMap<String, ImageBehavior>,
     /// Behaviour of unlisted images.
     pub default: ImageBehavior,
+    /// How one-shot machines (release commands) running an image end, per image.
+    pub release_commands: BTreeMap<String, ReleaseCommandSpec>,
 }
 
 impl Behaviors {
@@ -96,8 +99,10 @@ enum Step {
     Exit { code: i32, restarting: bool },
     /// Requested stop completes → `stopped` (event `stop`).
     Stop,
-    /// → `destroyed` (event `destroy`).
+    /// → `destroyed` (event `destroy`, source `user`).
     Destroy,
+    /// flyd destroys an `auto_destroy` machine that stopped (event `destroy`, source `flyd`).
+    AutoDestroy,
     /// Requested suspend completes → `suspended` (event `suspend`).
     Suspend,
 }
@@ -136,6 +141,10 @@ pub struct SimMachine {
     events: Vec<MachineEvent>,
     pending: Vec<Scheduled>,
     versions: Vec<(String, MachineConfig)>,
+    /// A one-shot run in progress: the lines it prints when it exits.
+    run_output: Vec<String>,
+    /// Lines one-shot runs printed, by the unix-ms timestamp of their `exit` event.
+    outputs: Vec<(i64, Vec<String>)>,
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
@@ -174,6 +183,8 @@ impl SimMachine {
             events: Vec::new(),
             pending: Vec::new(),
             versions: Vec::new(),
+            run_output: Vec::new(),
+            outputs: Vec::new(),
         };
         m.record_version();
         m.push_event(now, "launch", "created", "user", None);
@@ -233,6 +244,15 @@ impl SimMachine {
                 self.started_at = Some(at);
                 self.crashed = false;
                 self.push_event(at, "start", "started", "flyd", None);
+                self.run_output.clear();
+                if one_shot::is_one_shot(&self.config) {
+                    let run = b.one_shot_run(&self.config.image);
+                    self.run_output = run.output;
+                    let code = run.code;
+                    let restarting = false;
+                    self.schedule(at + run.runs_for, Step::Exit { code, restarting });
+                    return;
+                }
                 let exit_at = at + to_chrono(b.timing.exit_after.0);
                 match b.of(&self.config.image) {
                     ImageBehavior::CrashLoop => self.schedule(
@@ -261,9 +281,15 @@ impl SimMachine {
                 }
                 let request = exit_request(at, code, false, restarting, self.restart_count);
                 self.push_event(at, "exit", "stopped", "flyd", Some(request));
+                let output = std::mem::take(&mut self.run_output);
+                if !output.is_empty() {
+                    self.outputs.push((at.timestamp_millis(), output));
+                }
                 if restarting {
                     let next = at + b.start_delay(&self.config.image);
                     self.schedule(next, Step::Start);
+                } else if one_shot::auto_destroy(&self.config) {
+                    self.schedule(at + b.stop_delay(), Step::AutoDestroy);
                 }
             }
             Step::Stop => {
@@ -272,12 +298,20 @@ impl SimMachine {
                 self.crashed = false;
                 let request = exit_request(at, 0, true, false, self.restart_count);
                 self.push_event(at, "stop", "stopped", "user", Some(request));
+                if one_shot::auto_destroy(&self.config) {
+                    self.schedule(at + b.stop_delay(), Step::AutoDestroy);
+                }
             }
-            Step::Destroy => {
+            Step::Destroy | Step::AutoDestroy => {
                 self.state = "destroyed".to_string();
                 self.started_at = None;
                 self.lease = None;
-                self.push_event(at, "destroy", "destroyed", "user", None);
+                let source = if matches!(step, Step::AutoDestroy) {
+                    "flyd"
+                } else {
+                    "user"
+                };
+                self.push_event(at, "destroy", "destroyed", source, None);
             }
             Step::Suspend => {
                 self.state = "suspended".to_string();
@@ -362,7 +396,8 @@ impl SimMachine {
         self.settle(now, b);
         match self.state.as_str() {
             "destroyed" | "destroying" | "stopping" => {}
-            "stopped" | "created" => self.pending.clear(),
+            // A pending flyd restart is cancelled; a pending auto-destroy is not.
+            "stopped" | "created" => self.pending.retain(|s| matches!(s.step, Step::AutoDestroy)),
             _ => {
                 self.pending.clear();
                 self.state = "stopping".to_string();
@@ -464,13 +499,7 @@ impl SimMachine {
         if !signals::terminates(number) {
             return Ok(());
         }
-        let policy = self
-            .config
-            .extra
-            .get("restart")
-            .and_then(|r| r.get("policy"))
-            .and_then(|p| p.as_str());
-        let restarting = policy != Some("no");
+        let restarting = one_shot::restart_policy(&self.config) != Some("no");
         self.pending.clear();
         self.apply(
             now,
@@ -587,6 +616,15 @@ impl SimMachine {
     pub fn events(&self) -> &[MachineEvent] {
         &self.events
     }
+
+    /// Lines a one-shot run printed before its `exit` event at `exit_ms` (unix ms); empty for
+    /// any other event.
+    pub fn output_at(&self, exit_ms: i64) -> &[String] {
+        self.outputs
+            .iter()
+            .find(|(t, _)| *t == exit_ms)
+            .map_or(&[], |(_, lines)| lines.as_slice())
+    }
 }
 
 fn exit_request(
@@ -609,5 +647,6 @@ fn exit_request(
     }
 }
 
+pub mod one_shot;
 #[cfg(test)]
 mod tests;

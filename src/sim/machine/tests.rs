@@ -12,6 +12,7 @@ fn behaviors() -> Behaviors {
         timing: Timing::default(),
         images,
         default: ImageBehavior::Healthy,
+        release_commands: BTreeMap::new(),
     }
 }
 

@@ -51,6 +51,10 @@ pub struct Scenario {
     /// Behaviour per full image reference (`registry.fly.io/app:tag`).
     #[serde(default)]
     pub images: BTreeMap<String, ImageBehavior>,
+    /// How a one-shot machine (a release command) running an image ends, per full image
+    /// reference. Unlisted images exit 0 (or as their `images` behaviour says).
+    #[serde(default)]
+    pub release_commands: BTreeMap<String, ReleaseCommandSpec>,
     /// The apps that exist.
     #[serde(default)]
     pub apps: Vec<AppSpec>,
@@ -106,6 +110,22 @@ pub enum ImageBehavior {
     Exits(i32),
     /// Healthy, but takes this long (instead of `timing.startDelay`) to reach `started`.
     SlowStart(DurationStr),
+}
+
+/// How a one-shot machine (Fly's release-command machine, group `fly_app_release_command`, or
+/// any machine with `restart.policy: no` and `auto_destroy: true`) running an image ends.
+/// In YAML: `{exitCode: 1, logs: ["** (Postgrex.Error) …"], runFor: 2s}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct ReleaseCommandSpec {
+    /// The command's exit code, 0–255 (default 0).
+    pub exit_code: i32,
+    /// Lines the command prints, in order, just before it exits (default none). Logged at
+    /// level `info` when it exits 0, else `error`.
+    pub logs: Vec<String>,
+    /// How long it runs (default `timing.exitAfter`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub run_for: Option<DurationStr>,
 }
 
 /// One Fly app.
@@ -394,6 +414,7 @@ impl Scenario {
             lease_owner: default_lease_owner(),
             default_behavior: ImageBehavior::Healthy,
             images: BTreeMap::new(),
+            release_commands: BTreeMap::new(),
             apps: Vec::new(),
             rate_limits: RateLimits::default(),
             faults: Vec::new(),

@@ -29,6 +29,19 @@ impl Scenario {
                 message,
             });
         }
+        for (image, rc) in &self.release_commands {
+            if image.is_empty() || !(0..=255).contains(&rc.exit_code) {
+                problems.push(Problem {
+                    line: 0,
+                    column: 0,
+                    message: format!(
+                        "releaseCommands: image {image:?} needs a non-empty image reference and \
+                         an exitCode from 0 to 255, got {}",
+                        rc.exit_code
+                    ),
+                });
+            }
+        }
         let mut app_names = BTreeSet::new();
         let mut machine_ids = BTreeSet::new();
         for app in &self.apps {

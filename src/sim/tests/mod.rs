@@ -13,6 +13,7 @@ mod leases_wait;
 mod limits;
 mod logs;
 mod machines;
+mod release_commands;
 mod releases;
 
 use axum::Router;
