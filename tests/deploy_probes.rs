@@ -14,9 +14,6 @@ use axum::routing::get;
 use common::{M1, M2, NEW, OLD, Sim, Workspace, text};
 use serde_json::Value;
 
-const SHIPPED_PROBE: &str =
-    "      - http: {url: \"https://lowendinsight.fly.dev/\", expectStatus: 200}\n";
-
 /// A probe target on 127.0.0.1: `/` answers 200 with the app's name, `/broken` 500, `/hang`
 /// never within a probe's timeout. Runs on its own thread until the test process ends.
 fn target() -> SocketAddr {
@@ -48,16 +45,24 @@ fn target() -> SocketAddr {
     rx.recv().unwrap()
 }
 
-/// The shipped manifest deploying NEW, its probe pointed at `url` with `timeout`.
+/// The shipped manifest deploying NEW, with one probe pointed at `url` with `timeout` (in
+/// place of the shipped probe of the real site, which `Workspace::new` leaves out).
 fn workspace(url: &str, timeout: &str) -> Workspace {
     let ws = Workspace::new(NEW);
     let path = ws.manifests().join("lowendinsight.yaml");
-    let shipped = std::fs::read_to_string(&path).unwrap();
-    assert!(shipped.contains(SHIPPED_PROBE), "the shipped probe line");
+    let text = std::fs::read_to_string(&path).unwrap();
     let probe = format!(
-        "      - http: {{url: \"{url}\", expectStatus: 200, bodyContains: LowEndInsight, timeout: {timeout}}}\n"
+        "    probes:\n      - http: {{url: \"{url}\", expectStatus: 200, bodyContains: LowEndInsight, timeout: {timeout}}}\n"
     );
-    std::fs::write(&path, shipped.replace(SHIPPED_PROBE, &probe)).unwrap();
+    assert!(
+        text.contains("  health:\n"),
+        "the manifest has a health block"
+    );
+    std::fs::write(
+        &path,
+        text.replacen("  health:\n", &format!("  health:\n{probe}"), 1),
+    )
+    .unwrap();
     ws
 }
 

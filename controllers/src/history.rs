@@ -45,16 +45,22 @@ pub struct PastDeploy {
     pub outcome: PastOutcome,
     /// When it started (UTC).
     pub at: DateTime<Utc>,
-    /// A machine failed health on this image (not an API error): the image is known bad.
+    /// A machine failed health on this deploy (not an API error).
     pub failed_health: bool,
+    /// The deploy changed the image (not only config); only then is a health failure the
+    /// image's fault.
+    pub image_changed: bool,
+    /// Fingerprint of the desired state it deployed (`FlyApp::revision`).
+    pub revision: String,
 }
 
-/// Images on which a machine failed health: known bad. A deploy that failed because Fly
-/// could not be reached says nothing about its image.
+/// Images on which a machine failed health after the image changed: known bad. A deploy that
+/// failed because Fly could not be reached, or a config-only change that failed, says nothing
+/// about its image.
 pub fn bad_images(history: &[PastDeploy]) -> BTreeSet<&str> {
     history
         .iter()
-        .filter(|d| d.failed_health)
+        .filter(|d| d.failed_health && d.image_changed)
         .map(|d| d.image.as_str())
         .collect()
 }
@@ -84,7 +90,7 @@ impl std::fmt::Display for Block {
         match self {
             Block::PinnedOut { image, record } => write!(
                 f,
-                "image {image} failed health in {record}; it is pinned out until the manifest names another image"
+                "image {image} failed health in {record}; it is pinned out until the manifest changes"
             ),
             Block::Paused { record } => write!(
                 f,
@@ -94,13 +100,23 @@ impl std::fmt::Display for Block {
     }
 }
 
-/// Whether a deploy of `image` may start. `by_human` is true for `opsctl apply` run by a
-/// person, which acknowledges a pause (BUG-14) but never un-pins a bad image.
+/// Whether a deploy of `image` with desired state `revision` may start. Pinned out: an image
+/// known bad, and the very desired state that failed health before (so a failed config change
+/// is not retried in a loop either). `by_human` is true for `opsctl apply` run by a person,
+/// which acknowledges a pause (BUG-14) but never un-pins.
 ///
 /// # Errors
 /// The [`Block`] that forbids it.
-pub fn may_deploy(history: &[PastDeploy], image: &str, by_human: bool) -> Result<(), Block> {
-    if let Some(bad) = history.iter().find(|d| d.image == image && d.failed_health) {
+pub fn may_deploy(
+    history: &[PastDeploy],
+    image: &str,
+    revision: &str,
+    by_human: bool,
+) -> Result<(), Block> {
+    let pinned = |d: &&PastDeploy| {
+        d.failed_health && ((d.image_changed && d.image == image) || d.revision == revision)
+    };
+    if let Some(bad) = history.iter().find(pinned) {
         return Err(Block::PinnedOut {
             image: image.to_owned(),
             record: bad.id.clone(),
@@ -149,6 +165,10 @@ pub fn rollback_choice(
     releases: &[ObservedRelease],
     history: &[PastDeploy],
 ) -> RollbackChoice {
+    // A config-only change failed: the image is not at fault; put the previous config back.
+    if !previous_images.is_empty() && previous_images.iter().all(|i| *i == failing) {
+        return RollbackChoice::Restore;
+    }
     let mut bad = bad_images(history);
     bad.insert(failing);
     if !previous_images.is_empty() && previous_images.iter().all(|i| !bad.contains(i)) {

@@ -21,7 +21,9 @@ pub struct FlyAppSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub org: Option<String>,
     /// Full image reference every managed machine should run,
-    /// e.g. `registry.fly.io/lowendinsight:deployment-01KKWE7CCCJ51WE7WX6WN2788H`.
+    /// e.g. `registry.fly.io/lowendinsight:deployment-01KKWE7CCCJ51WE7WX6WN2788H`. Checked
+    /// against the distribution/reference grammar ([`crate::image_ref`]); it must carry a tag
+    /// or a digest, and `:latest` (mutable) gets a warning.
     pub image: String,
     /// Path of the app's `fly.toml`, relative to the manifest file. Informational for now: the
     /// import (`opsctl import fly-toml`) copies what it can carry into this manifest.
@@ -32,7 +34,8 @@ pub struct FlyAppSpec {
     pub primary_region: Option<String>,
     /// Process groups by name (`app` is Fly's default group). At least one.
     pub process_groups: BTreeMap<String, ProcessGroup>,
-    /// Environment for every machine. Keys may not start with `FLY_` (Fly reserves them).
+    /// Environment for every machine. Keys are portable names (`[A-Za-z_][A-Za-z0-9_]*`) and
+    /// may not start with `FLY_` (Fly reserves them).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
     /// Services Fly Proxy routes to the machines.
@@ -64,7 +67,8 @@ impl FlyAppSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProcessGroup {
-    /// Machine count per region, e.g. `{iad: 2, ord: 1}`.
+    /// Machine count per region, e.g. `{iad: 2, ord: 1}`. A code must be three lowercase
+    /// letters; one not in [`crate::regions::FLY_REGIONS`] gets a warning, not an error.
     pub regions: BTreeMap<String, u32>,
     /// Machine size. Absent: Fly's default, `shared-cpu-1x` with 256 MB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -232,6 +236,7 @@ pub struct DeploySpec {
     /// A check that stays `critical` this long on a started machine fails that machine's step at
     /// once, instead of waiting out `waitTimeout`. Fly only reports `critical` after the check's
     /// own grace period, so this guards against flapping, not against slow starts. Default `30s`.
+    /// Must be shorter than `waitTimeout`, or the wait would always time out first.
     #[serde(default = "default_fail_after")]
     pub fail_after: DurationStr,
     /// What to drain before machines are replaced (the `Drain` stage, DESIGN.md §5).
@@ -507,13 +512,18 @@ checked_string!(
     check_env_var_name
 );
 
-fn check_env_var_name(v: &str) -> Result<(), String> {
+/// Whether `v` is a portable environment variable name (POSIX.1-2017 XBD 8.1: letters, digits
+/// and `_`, not starting with a digit), the rule for `env` keys and every `*Env` field.
+pub(crate) fn is_env_var_name(v: &str) -> bool {
     let mut chars = v.chars();
-    let ok = chars
+    chars
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if ok {
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+fn check_env_var_name(v: &str) -> Result<(), String> {
+    if is_env_var_name(v) {
         Ok(())
     } else {
         Err(format!(

@@ -12,14 +12,19 @@
 //!   (the "quote it" rules), `validate` (rules beyond types).
 //! - [`flyapp`]: the `FlyApp` kind: serde types, defaults, Fly's VM presets.
 //! - [`duration`]: durations written with units (`90s`, `5m`).
+//! - [`image_ref`]: image references (`registry.fly.io/APP:TAG`), by the distribution/reference
+//!   grammar.
+//! - [`regions`]: Fly's region codes, for the "unknown Fly region" warning.
 //! - [`import`]: `fly.toml` (current and legacy layouts) → `FlyApp`, with a warning for every
 //!   key it cannot carry ([`import::import_fly_toml`]).
 #![warn(missing_docs)]
 
 pub mod duration;
 pub mod flyapp;
+pub mod image_ref;
 pub mod import;
 pub mod load;
+pub mod regions;
 
 pub use duration::DurationStr;
 pub use flyapp::FlyAppSpec;

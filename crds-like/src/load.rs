@@ -15,8 +15,9 @@
 //! 4. `validate`: rules beyond types, per manifest; then (here) rules across manifests.
 //!
 //! Deliberately not done: `flyToml` is not followed (the import copies fly.toml into the
-//! manifest instead, `crate::import`), and hidden files and directories (`.git`, `.opsctl`)
-//! are skipped.
+//! manifest instead, `crate::import`), hidden files and directories (`.git`, `.opsctl`)
+//! are skipped, and symbolic links to directories are not followed (with a warning; see
+//! [`load_dir`]).
 
 mod de;
 mod path;
@@ -24,6 +25,7 @@ mod scalar;
 mod spelling;
 mod tree;
 mod validate;
+mod walk;
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -69,6 +71,17 @@ impl FlyApp {
     pub fn app_name(&self) -> &str {
         self.spec.app_name(&self.metadata.name)
     }
+
+    /// A fingerprint of the desired state (`spec`): 16 hex digits of FNV-1a over its canonical
+    /// JSON (struct fields in declaration order, maps sorted). Two manifests with the same
+    /// revision ask for the same thing; used to pin out a failed configuration.
+    pub fn revision(&self) -> String {
+        let bytes = serde_json::to_vec(&self.spec).unwrap_or_default();
+        let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+        format!("{hash:016x}")
+    }
 }
 
 /// A valid, complete manifest set.
@@ -76,8 +89,21 @@ impl FlyApp {
 pub struct ManifestSet {
     /// `FlyApp` manifests, sorted by app name.
     pub apps: Vec<FlyApp>,
+    /// How many manifest files (`*.yaml`, `*.yml`) were read. 0 means none was found: the set is
+    /// valid and empty, and, from [`load_dir`], `warnings` holds "no manifests (*.yaml, *.yml)
+    /// found" naming the directory (see [`ManifestSet::found_no_files`]).
+    pub files: usize,
     /// Problems that did not make the set invalid.
     pub warnings: Vec<Diagnostic>,
+}
+
+impl ManifestSet {
+    /// True when no manifest file was found at all, so that a caller can say "no manifests
+    /// found" rather than a bare "0 manifests": a wrong `--manifests` directory is the usual
+    /// cause. An empty set is still valid (a repository may start with none).
+    pub fn found_no_files(&self) -> bool {
+        self.files == 0
+    }
 }
 
 /// One located problem.
@@ -148,15 +174,24 @@ pub const KNOWN_KINDS: &[&str] = &[
 const ENVELOPE: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
 
 /// Load every manifest under `dir`: every `*.yaml` and `*.yml` file, recursively, in sorted
-/// path order, skipping hidden files and directories (name starting with `.`) and not
-/// following symbolic links to directories. `dir` may also be a single file.
+/// path order, skipping hidden files and directories (name starting with `.`). `dir` may also
+/// be a single file.
 ///
-/// Diagnostics name files as `dir` joined with the path below it. An empty directory is a
-/// valid, empty set, with a warning.
+/// Symbolic links: a link to a file is read like the file. A link to a directory is **not
+/// followed**, with a warning naming it: a GitOps deploy reads the commit (`load_files`), where
+/// git stores the link and not the files behind it, so following it here would make `opsctl
+/// validate` pass on manifests the deploy never sees (and not following links rules out loops).
+/// A dangling link named `*.yaml`/`*.yml` is an error naming it and its target; another
+/// dangling link is a warning.
+///
+/// Diagnostics name files as `dir` joined with the path below it. A directory with no manifest
+/// file is a valid, empty set, with the warning "no manifests (*.yaml, *.yml) found"
+/// ([`ManifestSet::found_no_files`]).
 ///
 /// # Errors
-/// [`LoadError`] listing every problem in every file (unreadable files included), sorted by
-/// file, line and column; nothing is returned half-parsed.
+/// [`LoadError`] listing every problem in every file (unreadable files, dangling links and
+/// special files such as FIFOs named `*.yaml` included), sorted by file, line and column;
+/// nothing is returned half-parsed.
 ///
 /// # Example
 /// ```
@@ -180,13 +215,16 @@ const ENVELOPE: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
 /// ```
 pub fn load_dir(dir: &Path) -> Result<ManifestSet, LoadError> {
     let mut loader = Loader::default();
-    let mut files = Vec::new();
-    if dir.is_file() {
-        files.push(dir.to_path_buf());
+    let mut files = if dir.is_file() {
+        vec![dir.to_path_buf()]
     } else {
-        collect_files(dir, &mut files, &mut loader.errors);
-    }
+        let found = walk::manifest_files(dir);
+        loader.errors.extend(found.errors);
+        loader.warnings.extend(found.warnings);
+        found.files
+    };
     files.sort();
+    loader.files = files.len();
     if files.is_empty() && loader.errors.is_empty() {
         loader.warnings.push(Diagnostic {
             file: dir.to_path_buf(),
@@ -194,7 +232,7 @@ pub fn load_dir(dir: &Path) -> Result<ManifestSet, LoadError> {
             column: 0,
             field: None,
             message: "no manifests (*.yaml, *.yml) found".to_owned(),
-            help: None,
+            help: Some("check the directory: an empty set is valid but manages no app".to_owned()),
         });
     }
     for file in files {
@@ -216,7 +254,10 @@ pub fn load_dir(dir: &Path) -> Result<ManifestSet, LoadError> {
 /// # Errors
 /// As [`load_dir`].
 pub fn load_str(file: &Path, text: &str) -> Result<ManifestSet, LoadError> {
-    let mut loader = Loader::default();
+    let mut loader = Loader {
+        files: 1,
+        ..Loader::default()
+    };
     loader.add_text(file, text);
     loader.finish()
 }
@@ -232,16 +273,17 @@ pub fn load_files(files: &[(PathBuf, String)]) -> Result<ManifestSet, LoadError>
     let mut loader = Loader::default();
     let mut sorted: Vec<&(PathBuf, String)> = files
         .iter()
-        .filter(|(name, _)| name.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .filter(|(name, _)| walk::is_manifest_name(name))
         .collect();
     sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    loader.files = sorted.len();
     for (name, text) in sorted {
         loader.add_text(name, text);
     }
     loader.finish()
 }
 
-fn file_problem(file: &Path, message: String) -> Diagnostic {
+pub(crate) fn file_problem(file: &Path, message: String) -> Diagnostic {
     Diagnostic {
         file: file.to_path_buf(),
         line: 0,
@@ -249,41 +291,6 @@ fn file_problem(file: &Path, message: String) -> Diagnostic {
         field: None,
         message,
         help: None,
-    }
-}
-
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<Diagnostic>) {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) => {
-            errors.push(file_problem(dir, format!("cannot read the directory: {e}")));
-            return;
-        }
-    };
-    for entry in entries {
-        let entry = match entry {
-            Ok(entry) => entry,
-            Err(e) => {
-                errors.push(file_problem(dir, format!("cannot read the directory: {e}")));
-                continue;
-            }
-        };
-        let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let Ok(file_type) = entry.file_type() else {
-            continue;
-        };
-        if file_type.is_dir() {
-            collect_files(&path, out, errors);
-        } else if (file_type.is_file() || (file_type.is_symlink() && path.is_file()))
-            && path
-                .extension()
-                .is_some_and(|ext| ext == "yaml" || ext == "yml")
-        {
-            out.push(path);
-        }
     }
 }
 
@@ -299,6 +306,8 @@ struct Loader {
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
     apps: Vec<Loaded>,
+    /// Manifest files found (for [`ManifestSet::files`]).
+    files: usize,
 }
 
 impl Loader {
@@ -566,6 +575,7 @@ impl Loader {
         apps.sort_by(|a, b| (a.app_name(), &a.file).cmp(&(b.app_name(), &b.file)));
         Ok(ManifestSet {
             apps,
+            files: self.files,
             warnings: self.warnings,
         })
     }

@@ -64,6 +64,9 @@ pub async fn exec(_args: DemoArgs, global: &Global) -> anyhow::Result<ExitCode> 
     // Fly reports a failing check as critical after its grace period; the shipped manifest
     // waits 30s before calling that a failure. The demo shortens it to stay quick.
     good.spec.deploy.fail_after = DurationStr::from_secs(3);
+    // The shipped manifest probes the real https://lowendinsight.fly.dev/; the demo's Fly is a
+    // simulator, so probing the real site would judge something the demo did not deploy.
+    good.spec.health.probes.clear();
     let mut bad = good.clone();
     bad.spec.image = good.spec.image.replace("deployment-NEW", "deployment-BAD");
 

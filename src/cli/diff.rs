@@ -7,7 +7,7 @@
 //! "outcome":"in_sync"|"drift","in_sync":bool,"changes":[{"kind":"image","machine":…,
 //! "group":…,"region":…,"from":…,"to":…}, …]} | {"app":…,"outcome":"error","in_sync":false,
 //! "error":{"kind":"error","code":…,"message":…,"causes":[…]}}]}`; change kinds: `image`,
-//! `env`, `size`, `count`, `undeclared_group`. `in_sync` is true only when every app was
+//! `env`, `size`, `services`, `check`, `stop`, `count`, `mixed_images`, `undeclared_group`. `in_sync` is true only when every app was
 //! observed and none drifted.
 
 use std::process::ExitCode;
@@ -181,9 +181,26 @@ pub fn render(d: &AppDiff) -> String {
                     machines.join(", ")
                 )
             }
-            // Config changes (services, checks, stop): their own summary.
-            #[allow(unreachable_patterns)]
-            other => format!("~ {}", serde_json::to_string(other).unwrap_or_default()),
+            Change::Services {
+                machine,
+                group,
+                summary,
+                ..
+            }
+            | Change::Check {
+                machine,
+                group,
+                summary,
+                ..
+            }
+            | Change::Stop {
+                machine,
+                group,
+                summary,
+                ..
+            } => {
+                format!("~ machine {machine} ({group}): {summary}")
+            }
         };
         s.push_str("  ");
         s.push_str(&line);

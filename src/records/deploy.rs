@@ -25,6 +25,9 @@ pub struct DeployRecord {
     pub commit: Option<String>,
     /// Image deployed.
     pub image: String,
+    /// Fingerprint of the desired state deployed (`FlyApp::revision`); empty in old records.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub revision: String,
     /// Image the machines ran before (the first touched machine's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_image: Option<String>,
@@ -35,8 +38,8 @@ pub struct DeployRecord {
     pub strategy: String,
     /// Per-machine outcome, in plan order.
     pub machines: Vec<MachineOutcome>,
-    /// A machine failed health on this image (Fly's verdict, not an API error): the image is
-    /// known bad and pinned out of automatic deploys.
+    /// A machine failed health on this deploy (Fly's verdict or a failing probe, not an API
+    /// error): its image (when it changed) or its desired state is pinned out.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub failed_health: bool,
     /// Health result in words (`all 2 machines healthy`, `m1: checks critical …`).
@@ -76,6 +79,8 @@ impl DeployRecord {
             },
             at: self.started_at,
             failed_health: self.failed_health,
+            image_changed: self.machines.iter().any(|m| m.from_image != self.image),
+            revision: self.revision.clone(),
         }
     }
 }

@@ -11,6 +11,7 @@ fn record(id: &str, app: &str, minute: u32, status: DeployStatus) -> DeployRecor
         trigger: Trigger::Apply,
         commit: None,
         image: "img:new".into(),
+        revision: String::new(),
         previous_image: Some("img:old".into()),
         release: None,
         strategy: "rolling".into(),

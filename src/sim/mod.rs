@@ -7,7 +7,8 @@
 //!
 //! Behaviour comes from a [`Scenario`] (YAML, see `docs/simulator.md`): apps, machines,
 //! releases, certificates, log lines, how each image behaves (`healthy`, `fails-checks`,
-//! `crash-loop`, `exits`, `slow-start`), Fly's rate limits and scripted faults. Time is
+//! `crash-loop`, `exits`, `slow-start`), how release commands end (one-shot machines, see
+//! [`machine::one_shot`]), Fly's rate limits and scripted faults. Time is
 //! virtual ([`clock`]): transitions (`replacing` → `started`, checks empty → passing) happen at
 //! virtual instants and are computed lazily on every access, so no background task runs and
 //! `POST /__sim/advance` replaces sleeping in tests. Only rate-limit buckets, `wait`, and the

@@ -12,6 +12,8 @@ fn past(id: &str, image: &str, outcome: PastOutcome, minute: u32) -> PastDeploy 
             outcome,
             PastOutcome::RolledBack | PastOutcome::RollbackFailed
         ),
+        image_changed: true,
+        revision: format!("rev-{id}"),
     }
 }
 
@@ -85,14 +87,14 @@ fn a_rolled_back_image_is_pinned_out() {
     ];
     for by_human in [false, true] {
         assert_eq!(
-            may_deploy(&history, "bad", by_human),
+            may_deploy(&history, "bad", "rev-x", by_human),
             Err(Block::PinnedOut {
                 image: "bad".into(),
                 record: "d2".into()
             })
         );
     }
-    assert_eq!(may_deploy(&history, "newer", false), Ok(()));
+    assert_eq!(may_deploy(&history, "newer", "rev-y", false), Ok(()));
 }
 
 /// BUG-14: a rollback that did not restore service pauses automatic deploys until a human
@@ -101,18 +103,18 @@ fn a_rolled_back_image_is_pinned_out() {
 fn a_failed_rollback_pauses_automatic_deploys() {
     let history = vec![past("d2", "bad", PastOutcome::RollbackFailed, 2)];
     assert_eq!(
-        may_deploy(&history, "fix", false),
+        may_deploy(&history, "fix", "rev-y", false),
         Err(Block::Paused {
             record: "d2".into()
         })
     );
-    assert_eq!(may_deploy(&history, "fix", true), Ok(()));
+    assert_eq!(may_deploy(&history, "fix", "rev-y", true), Ok(()));
     // Once a later deploy succeeded (the human's), automatic deploys resume.
     let history = vec![
         past("d3", "fix", PastOutcome::Succeeded, 3),
         past("d2", "bad", PastOutcome::RollbackFailed, 2),
     ];
-    assert_eq!(may_deploy(&history, "next", false), Ok(()));
+    assert_eq!(may_deploy(&history, "next", "rev-z", false), Ok(()));
 }
 
 /// A user test found a healthy image pinned out forever because its deploy failed on an
@@ -123,5 +125,32 @@ fn an_infrastructure_failure_does_not_make_an_image_bad() {
     d.failed_health = false;
     let history = vec![d];
     assert!(bad_images(&history).is_empty());
-    assert_eq!(may_deploy(&history, "good", true), Ok(()));
+    assert_eq!(may_deploy(&history, "good", "rev-z", true), Ok(()));
+}
+
+/// A failed config-only change (same image) restores the previous config, does not make the
+/// running image bad, and is itself pinned out by its revision (no retry loop).
+#[test]
+fn a_failed_config_change_pins_its_revision_not_the_image() {
+    let releases = vec![
+        release(41, "img", "complete"),
+        release(40, "older", "complete"),
+    ];
+    assert_eq!(
+        rollback_choice(&["img"], "img", &releases, &[]),
+        RollbackChoice::Restore
+    );
+    let mut d = past("d1", "img", PastOutcome::RolledBack, 1);
+    d.image_changed = false;
+    d.revision = "rev-bad-config".into();
+    let history = vec![d];
+    assert!(bad_images(&history).is_empty());
+    assert!(matches!(
+        may_deploy(&history, "img", "rev-bad-config", false),
+        Err(Block::PinnedOut { .. })
+    ));
+    assert_eq!(
+        may_deploy(&history, "img", "rev-fixed-config", false),
+        Ok(())
+    );
 }

@@ -525,3 +525,6 @@ fn in_memory_files_load_like_a_directory() {
         std::path::PathBuf::from("manifests/web.yaml")
     );
 }
+
+mod dirs;
+mod rules;

@@ -5,16 +5,21 @@
 //! Errors make the manifest set invalid; warnings do not. Rules that span manifests (duplicate
 //! names) live in [`crate::load`], which sees the whole set. Facts about Fly come from
 //! `../shared/fly-api/NOTES.md` (reserved `FLY_` variables, presets, check rules) and from
-//! flyctl's behaviour as summarised there.
+//! flyctl's behaviour as summarised there; image references follow distribution/reference
+//! ([`crate::image_ref`]), region codes [`crate::regions`], and environment variable names
+//! POSIX's portable names (XBD 8.1).
 
 use std::path::Path;
 
-use super::path::{FieldPath, locate};
+use super::path::{FieldPath, Seg, locate};
 use super::tree::Node;
 use crate::flyapp::{
-    Check, CheckKind, FlyAppSpec, MachineChecksRule, MaxUnavailable, VM_PRESETS, is_vm_preset,
+    Check, CheckKind, FlyAppSpec, MachineChecksRule, MaxUnavailable, VM_PRESETS, is_env_var_name,
+    is_vm_preset,
 };
+use crate::image_ref::ImageRef;
 use crate::load::{Diagnostic, Metadata};
+use crate::regions::{FLY_REGIONS, is_known_region, near_regions};
 
 /// Collects located problems for one document.
 pub(crate) struct Checker<'a> {
@@ -68,6 +73,27 @@ impl<'a> Checker<'a> {
         let d = self.diag(path, At::Value, message, help);
         self.warnings.push(d);
     }
+
+    fn key_warn(&mut self, path: &FieldPath, message: String, help: Option<String>) {
+        let d = self.diag(path, At::Key, message, help);
+        self.warnings.push(d);
+    }
+
+    /// Whether the manifest spells out the field at `path` (rather than taking its default).
+    fn is_written(&self, path: &FieldPath) -> bool {
+        let mut node = self.root;
+        for seg in &path.0 {
+            let next = match seg {
+                Seg::Key(k) => node.get(k).map(|e| &e.value),
+                Seg::Index(_) => None,
+            };
+            match next {
+                Some(n) => node = n,
+                None => return false,
+            }
+        }
+        true
+    }
 }
 
 fn path(keys: &[&str]) -> FieldPath {
@@ -117,13 +143,7 @@ pub(crate) fn flyapp(c: &mut Checker<'_>, meta: &Metadata, spec: &FlyAppSpec) {
             );
         }
         for region in group.regions.keys() {
-            if !(region.len() == 3 && region.chars().all(|ch| ch.is_ascii_lowercase())) {
-                c.key_error(
-                    &gp.key("regions").key(region),
-                    format!("`{region}` is not a Fly region code: expected three lowercase letters, like `iad` or `ord`"),
-                    None,
-                );
-            }
+            region_code(c, &gp.key("regions").key(region), region);
         }
         if let Some(vm) = &group.vm {
             if !is_vm_preset(&vm.size) {
@@ -178,6 +198,12 @@ pub(crate) fn flyapp(c: &mut Checker<'_>, meta: &Metadata, spec: &FlyAppSpec) {
         let kp = spec_path.key("env").key(key);
         if key.is_empty() {
             c.key_error(&kp, "empty environment variable name".to_owned(), None);
+        } else if !is_env_var_name(key) {
+            c.key_error(
+                &kp,
+                format!("`{key}` is not a portable environment variable name: expected a letter or `_`, then letters, digits and `_` (POSIX portable names, [A-Za-z_][A-Za-z0-9_]*)"),
+                Some(format!("e.g. `{}`", portable_env_name(key))),
+            );
         } else if key.starts_with("FLY_") {
             c.key_error(
                 &kp,
@@ -226,6 +252,8 @@ fn app_name(c: &mut Checker<'_>, meta: &Metadata, spec: &FlyAppSpec) {
     }
 }
 
+/// `spec.image`: a reference by the distribution/reference grammar ([`crate::image_ref`]),
+/// pinned by a tag or a digest; `:latest` is a warning.
 fn image(c: &mut Checker<'_>, image: &str) {
     let ip = path(&["spec", "image"]);
     if image.trim().is_empty() {
@@ -236,20 +264,94 @@ fn image(c: &mut Checker<'_>, image: &str) {
         );
         return;
     }
-    let last = image.rsplit('/').next().unwrap_or(image);
-    if !image.contains('@') && !last.contains(':') {
-        c.error(
-            &ip,
-            format!(
-                "image `{image}` has no tag or digest: a deploy must name exactly what it runs"
-            ),
-            Some(format!(
-                "pin it, e.g. {image}:deployment-<id> or {image}@sha256:<digest>"
-            )),
-        );
-    }
     if image.chars().any(char::is_whitespace) {
         c.error(&ip, format!("image `{image}` contains whitespace"), None);
+        return;
+    }
+    let parsed = match ImageRef::parse(image) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            c.error(
+                &ip,
+                format!("not a valid image reference: {e}; expected [HOST[:PORT]/]REPOSITORY[:TAG][@sha256:DIGEST], like registry.fly.io/APP:deployment-ID"),
+                e.help(),
+            );
+            return;
+        }
+    };
+    let name = match parsed.host {
+        Some(host) => format!("{host}/{}", parsed.repository),
+        None => parsed.repository.to_owned(),
+    };
+    match (parsed.tag, parsed.digest) {
+        (None, None) => c.error(
+            &ip,
+            format!("image `{image}` has no tag or digest: a deploy must name exactly what it runs"),
+            Some(format!("pin it, e.g. {image}:deployment-<id> or {image}@sha256:<digest>")),
+        ),
+        (Some("latest"), None) => c.warn(
+            &ip,
+            format!("image `{image}` uses the mutable tag `latest`: a mutable tag makes rollbacks and drift detection unreliable, since the same name can mean another image tomorrow"),
+            Some(format!("pin a deployment tag or digest, e.g. {name}:deployment-<id> or {name}@sha256:<digest>")),
+        ),
+        _ => {}
+    }
+}
+
+/// A region key: three lowercase letters (an error otherwise), and one of Fly's known regions
+/// (a warning otherwise: see [`crate::regions`] for why).
+fn region_code(c: &mut Checker<'_>, rp: &FieldPath, region: &str) {
+    if !(region.len() == 3 && region.chars().all(|ch| ch.is_ascii_lowercase())) {
+        c.key_error(
+            rp,
+            format!("`{region}` is not a Fly region code: expected three lowercase letters, like `iad` or `ord`"),
+            None,
+        );
+    } else if !is_known_region(region) {
+        let near = near_regions(region);
+        let help = if near.is_empty() {
+            "check `fly platform regions` for Fly's regions today; if it lists this code, opsctl's list is out of date".to_owned()
+        } else {
+            let near: Vec<String> = near.iter().map(|r| format!("`{r}`")).collect();
+            format!(
+                "did you mean {}? `fly platform regions` lists Fly's regions today",
+                near.join(" or ")
+            )
+        };
+        c.key_warn(
+            rp,
+            format!("unknown Fly region `{region}`: not one of Fly's public regions known to opsctl ({})", FLY_REGIONS.join(" ")),
+            Some(help),
+        );
+    }
+}
+
+/// `name` made portable: invalid characters become `_`, and a leading digit gets a `_`.
+fn portable_env_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if out.starts_with(|c: char| c.is_ascii_digit()) {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// A field naming an environment variable (`databaseUrlEnv`, `urlEnv`): a portable name.
+fn env_var_ref(c: &mut Checker<'_>, fp: &FieldPath, name: &str) {
+    if !is_env_var_name(name) {
+        c.error(
+            fp,
+            format!("`{name}` is not a portable environment variable name: expected a letter or `_`, then letters, digits and `_`"),
+            Some(format!("e.g. `{}`", portable_env_name(name))),
+        );
     }
 }
 
@@ -268,21 +370,36 @@ fn deploy(c: &mut Checker<'_>, spec: &FlyAppSpec) {
         ),
         _ => {}
     }
-    if spec.deploy.wait_timeout.get().is_zero() {
+    let (wait, fail_after) = (spec.deploy.wait_timeout, spec.deploy.fail_after);
+    if wait.get().is_zero() {
         c.error(
             &dp.key("waitTimeout"),
             "waitTimeout is zero: no machine could ever become healthy in time".to_owned(),
             None,
         );
-    }
-    if let Some(oban) = spec.deploy.drain.as_ref().and_then(|d| d.oban.as_ref())
-        && oban.queues.is_empty()
-    {
+    } else if fail_after >= wait {
+        // Point at whichever of the two the manifest wrote: failAfter, else waitTimeout.
+        let (field, fail_note) = if c.is_written(&dp.key("failAfter")) {
+            (dp.key("failAfter"), "")
+        } else {
+            (dp.key("waitTimeout"), " (the default)")
+        };
         c.error(
-            &dp.key("drain").key("oban").key("queues"),
-            "no queues to drain: name at least one".to_owned(),
-            None,
+            &field,
+            format!("failAfter {fail_after}{fail_note} is not shorter than waitTimeout {wait}: the wait would time out before a critical check could ever fail the step"),
+            Some(format!("make failAfter shorter than waitTimeout, e.g. failAfter: 30s with waitTimeout: {wait}, or lengthen waitTimeout")),
         );
+    }
+    if let Some(oban) = spec.deploy.drain.as_ref().and_then(|d| d.oban.as_ref()) {
+        let op = dp.key("drain").key("oban");
+        env_var_ref(c, &op.key("databaseUrlEnv"), &oban.database_url_env);
+        if oban.queues.is_empty() {
+            c.error(
+                &op.key("queues"),
+                "no queues to drain: name at least one".to_owned(),
+                None,
+            );
+        }
     }
     if spec
         .deploy
@@ -434,6 +551,19 @@ fn health(c: &mut Checker<'_>, spec: &FlyAppSpec) {
     }
     if let Some(deps) = &spec.health.dependencies {
         let dp = hp.key("dependencies");
+        if let Some(redis) = &deps.redis {
+            env_var_ref(c, &dp.key("redis").key("urlEnv"), &redis.url_env);
+        }
+        if let Some(pg) = &deps.postgres {
+            env_var_ref(c, &dp.key("postgres").key("urlEnv"), &pg.url_env);
+        }
+        if let Some(oban) = &deps.oban {
+            env_var_ref(
+                c,
+                &dp.key("oban").key("databaseUrlEnv"),
+                &oban.database_url_env,
+            );
+        }
         if let Some(pg) = &deps.postgres
             && !(1..=100).contains(&pg.max_connections_percent)
         {

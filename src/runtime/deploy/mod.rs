@@ -161,7 +161,12 @@ impl Deployer {
             .iter()
             .map(DeployRecord::past)
             .collect();
-        if let Err(block) = may_deploy(&history, &plan.image, trigger == Trigger::Apply) {
+        if let Err(block) = may_deploy(
+            &history,
+            &plan.image,
+            &app.revision(),
+            trigger == Trigger::Apply,
+        ) {
             return Ok(Outcome::Blocked {
                 reason: block.to_string(),
             });
@@ -174,6 +179,7 @@ impl Deployer {
             trigger,
             commit,
             image: plan.image.clone(),
+            revision: app.revision(),
             previous_image: plan.touches().next().map(|s| s.from_image.clone()),
             release: None,
             strategy: format!("{:?}", plan.strategy).to_lowercase(),

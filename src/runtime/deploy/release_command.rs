@@ -38,7 +38,7 @@ use crate::fly::wire::{
     self, META_PLATFORM_VERSION, META_PROCESS_GROUP, Machine, MachineConfig, MachineEvent,
     MachineRequest,
 };
-use crate::records::{DeployRecord, DeployStatus, StoreError, Trigger};
+use crate::records::{DeployRecord, DeployStatus, MachineResult, StoreError, Trigger};
 
 /// The process group flyctl gives release-command machines (NOTES.md §2.3, reserved groups).
 pub const RELEASE_COMMAND_GROUP: &str = "fly_app_release_command";
@@ -133,9 +133,9 @@ impl Deployer {
             );
             if !rec.steps.is_empty() {
                 // PreCheck or Drain already recorded this deploy: close it, nothing was changed.
-                self.finish(rec, DeployStatus::Halted, reason.clone())?;
+                skip_machines(rec);
                 rec.finished_at = Some(self.clock.now());
-                self.store.append(rec)?;
+                self.finish(rec, DeployStatus::Halted, reason.clone())?;
             }
             return Ok(Some(Outcome::Blocked { reason }));
         }
@@ -193,9 +193,9 @@ impl Deployer {
                 ),
             ),
         };
-        self.finish(rec, status, reason)?;
+        skip_machines(rec);
         rec.finished_at = Some(self.clock.now());
-        self.store.append(rec)?;
+        self.finish(rec, status, reason)?;
         Ok(Some(Outcome::Deployed(Box::new(rec.clone()))))
     }
 
@@ -494,6 +494,13 @@ impl Deployer {
                 Vec::new()
             }
         }
+    }
+}
+
+/// Every machine of the plan stays untouched: the rollout never started.
+fn skip_machines(rec: &mut DeployRecord) {
+    for m in &mut rec.machines {
+        m.result = MachineResult::Skipped;
     }
 }
 
