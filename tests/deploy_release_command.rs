@@ -288,6 +288,48 @@ fn not_found_right_after_create_is_retried_and_the_deploy_goes_on() {
     assert_eq!(release_machines(&sim)[0]["state"], "destroyed");
 }
 
+/// A command still running at `waitTimeout` is not killed: the deploy halts without a verdict
+/// and the machine is left to finish (it destroys itself when it exits).
+#[test]
+fn a_command_still_running_at_the_timeout_is_left_to_finish() {
+    let (_dir, scenario) =
+        scenario_with_release_commands(&format!("  {MIGRATE_FAIL}: {{exitCode: 0, runFor: 1h}}"));
+    let sim = Sim::start_with(&scenario);
+    let ws = workspace(MIGRATE_FAIL, false);
+    let path = ws.manifests().join("lowendinsight.yaml");
+    let manifest = std::fs::read_to_string(&path).unwrap();
+    assert!(manifest.contains("waitTimeout: 5m"), "{manifest}");
+    std::fs::write(
+        &path,
+        manifest.replace("waitTimeout: 5m", "waitTimeout: 3s"),
+    )
+    .unwrap();
+    let (code, shown, json) = apply(&ws, &sim);
+    assert_eq!(code, 1, "{shown}");
+    let rec = record(&json);
+    assert_eq!(rec["status"], "halted", "{shown}");
+    let reason = rec["reason"].as_str().unwrap();
+    assert!(reason.contains("did not report an exit"), "{reason}");
+    assert!(reason.contains("still started after 3s"), "{reason}");
+    assert!(
+        rec["machines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["result"] == "skipped"),
+        "{rec}"
+    );
+    let (_, result) = steps(rec).last().cloned().unwrap();
+    assert!(result.contains("left to finish"), "{result}");
+    assert_eq!(
+        sim.count("DELETE /v1/apps/{app}/machines/{id}"),
+        0,
+        "not killed"
+    );
+    assert_eq!(release_machines(&sim)[0]["state"], "started");
+    assert_eq!(sim.count(UPDATE), 0);
+}
+
 fn start_run(ws: &Workspace, sim: &Sim) -> (std::process::Child, Lines) {
     let mut child = ws
         .opsctl(sim)

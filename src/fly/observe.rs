@@ -65,10 +65,18 @@ pub async fn observe_releases(
         .collect())
 }
 
+/// Process groups flyctl reserves for its own temporary machines (fly-go constants).
+const RESERVED_GROUPS: [&str; 3] = [
+    "fly_app_release_command",
+    "fly_app_test_machine_command",
+    "fly_app_console",
+];
+
 /// Convert one wire machine.
 pub fn machine(m: &wire::Machine) -> ObservedMachine {
     let config = m.config.as_ref().or(m.incomplete_config.as_ref());
     let meta = |k: &str| config.and_then(|c| c.metadata.get(k)).cloned();
+    let reserved = meta(META_PROCESS_GROUP).is_some_and(|g| RESERVED_GROUPS.contains(&g.as_str()));
     let group = meta(META_PROCESS_GROUP)
         .or_else(|| meta("process_group"))
         .unwrap_or_else(|| "app".to_owned());
@@ -93,7 +101,9 @@ pub fn machine(m: &wire::Machine) -> ObservedMachine {
         image: config.map(|c| c.image.clone()).unwrap_or_default(),
         version: m.instance_id.clone(),
         release_version: meta(META_RELEASE_VERSION).and_then(|v| v.parse().ok()),
-        managed: meta(META_PLATFORM_VERSION).as_deref() == Some("v2"),
+        // flyctl's rule: only Fly Launch machines, and not its reserved groups (a release
+        // command's temporary machine, test machines, consoles; NOTES.md §2.3).
+        managed: meta(META_PLATFORM_VERSION).as_deref() == Some("v2") && !reserved,
         env: config.map(|c| c.env.clone()).unwrap_or_default(),
         guest: config.and_then(|c| c.guest.as_ref()).map(|g| GuestSize {
             cpu_kind: if g.cpu_kind == "performance" {

@@ -39,55 +39,92 @@ pub(super) struct HealthWait {
 }
 
 impl HealthWait {
-    /// Poll `machine` (expected at `version`) until a verdict. Uses Fly's `wait` while the
-    /// machine is starting, then `GET` for checks. A Fly that cannot be seen is `Waiting`,
-    /// then `Blind`, never `Failed`; a stop request ends the wait as `Blind` too (no verdict,
-    /// so no rollback).
+    /// Poll `machine` (expected at `version`) until a verdict; see [`Self::until_all_decided`].
     pub async fn until_decided(&self, machine: &str, version: &str) -> Verdict {
-        let mut watch = Watch::new(self.clock.now());
+        let one = [(machine.to_owned(), version.to_owned())];
+        let mut verdicts = self.until_all_decided(&one).await;
+        verdicts.pop().map_or(
+            Verdict::Blind {
+                reason: "no verdict".into(),
+            },
+            |(_, v)| v,
+        )
+    }
+
+    /// Poll the machines of a batch (each expected at its version) until every one has a
+    /// verdict, or one has failed (then the others stay `Waiting`: flyctl cancels a batch at
+    /// the first failure). One call per poll for the whole batch: `GET` of the machine for a
+    /// batch of one, one list call for more (Fly's rate limits are per machine and action;
+    /// NOTES.md §2.9). While a machine is starting, Fly's `wait` (≤ 1 s) replaces the sleep.
+    /// A Fly that cannot be seen is `Waiting`, then `Blind`, never `Failed`; a stop request
+    /// ends the wait as `Blind` too (no verdict, so no rollback).
+    pub async fn until_all_decided(&self, machines: &[(String, String)]) -> Vec<(String, Verdict)> {
+        let start = self.clock.now();
+        let mut watches: Vec<Watch> = machines.iter().map(|_| Watch::new(start)).collect();
+        let mut verdicts: Vec<Option<Verdict>> = vec![None; machines.len()];
         loop {
             if *self.stop.borrow() {
-                return Verdict::Blind {
-                    reason: "opsctl was asked to stop during the health wait".into(),
-                };
+                let reason = "opsctl was asked to stop during the health wait";
+                return finish(machines, verdicts, || Verdict::Blind {
+                    reason: reason.into(),
+                });
             }
-            let seen = match self.client.get_machine(&self.app, machine).await {
-                Ok(m) => Some(observe::machine(&m)),
-                Err(e) => {
-                    tracing::debug!(app = %self.app, machine, error = %e, "health poll failed");
-                    None
+            let seen = self.observe(machines).await;
+            let mut starting = None;
+            for (i, (id, version)) in machines.iter().enumerate() {
+                if verdicts[i].is_some() {
+                    continue;
                 }
-            };
-            let (next, verdict) = judge(
-                watch,
-                seen.as_ref(),
-                version,
-                &self.deploy,
-                self.machine_checks,
-                self.clock.now(),
-            );
-            watch = next;
-            let Verdict::Waiting { reason } = verdict else {
-                return verdict;
-            };
-            tracing::debug!(app = %self.app, machine, "waiting for {reason}");
-            let starting = seen.as_ref().is_some_and(|m| {
-                matches!(
-                    m.state,
-                    MachineState::Replacing | MachineState::Starting | MachineState::Created
-                )
-            });
-            if starting {
+                let m = seen
+                    .as_ref()
+                    .and_then(|all| all.iter().find(|m| &m.id == id));
+                let (next, verdict) = judge(
+                    watches[i],
+                    m,
+                    version,
+                    &self.deploy,
+                    self.machine_checks,
+                    self.clock.now(),
+                );
+                watches[i] = next;
+                match verdict {
+                    Verdict::Waiting { reason } => {
+                        tracing::debug!(app = %self.app, machine = %id, "waiting for {reason}");
+                        let is_starting = m.is_some_and(|m| {
+                            matches!(
+                                m.state,
+                                MachineState::Replacing
+                                    | MachineState::Starting
+                                    | MachineState::Created
+                            )
+                        });
+                        if is_starting && starting.is_none() {
+                            starting = Some((id.clone(), version.clone()));
+                        }
+                    }
+                    decided => verdicts[i] = Some(decided),
+                }
+            }
+            if verdicts
+                .iter()
+                .any(|v| matches!(v, Some(Verdict::Failed(_))))
+            {
+                let reason = "not judged: another machine of the batch failed";
+                return finish(machines, verdicts, || Verdict::Waiting {
+                    reason: reason.into(),
+                });
+            }
+            if verdicts.iter().all(Option::is_some) {
+                return finish(machines, verdicts, || Verdict::Waiting {
+                    reason: String::new(),
+                });
+            }
+            if let Some((id, version)) = starting {
                 // Fly's wait returns as soon as the version is started (or 408 after 1 s).
+                let timeout = self.poll.max(Duration::from_secs(1));
                 let _ = self
                     .client
-                    .wait(
-                        &self.app,
-                        machine,
-                        version,
-                        "started",
-                        self.poll.max(Duration::from_secs(1)),
-                    )
+                    .wait(&self.app, &id, &version, "started", timeout)
                     .await;
             } else {
                 let mut stop = self.stop.clone();
@@ -98,6 +135,41 @@ impl HealthWait {
             }
         }
     }
+
+    /// One observation of the batch: `None` when Fly could not be asked.
+    async fn observe(
+        &self,
+        machines: &[(String, String)],
+    ) -> Option<Vec<opsctl_controllers::observed::ObservedMachine>> {
+        let result = match machines {
+            [(id, _)] => self
+                .client
+                .get_machine(&self.app, id)
+                .await
+                .map(|m| vec![m]),
+            _ => self.client.list_machines(&self.app).await,
+        };
+        match result {
+            Ok(ms) => Some(ms.iter().map(observe::machine).collect()),
+            Err(e) => {
+                tracing::debug!(app = %self.app, error = %e, "health poll failed");
+                None
+            }
+        }
+    }
+}
+
+/// Pair each machine with its verdict, `undecided()` for those without one.
+fn finish(
+    machines: &[(String, String)],
+    verdicts: Vec<Option<Verdict>>,
+    undecided: impl Fn() -> Verdict,
+) -> Vec<(String, Verdict)> {
+    machines
+        .iter()
+        .zip(verdicts)
+        .map(|((id, _), v)| (id.clone(), v.unwrap_or_else(&undecided)))
+        .collect()
 }
 
 impl Deployer {

@@ -203,6 +203,21 @@ impl Deployer {
             started_at: self.clock.now(),
             finished_at: None,
         };
+        // Migrations are always human: an automatic pass stops before any stage writes a
+        // record or waits (unless this image's release command already succeeded).
+        if let Some(cmd) = app.spec.deploy.release_command.as_deref()
+            && trigger != Trigger::Apply
+            && self
+                .release_command_done(&name, cmd, &plan.image)?
+                .is_none()
+        {
+            return Ok(Outcome::Blocked {
+                reason: format!(
+                    "release command `{cmd}` for {} needs a human: migrations are always gated and never run by an automatic pass; run `opsctl apply`",
+                    plan.image
+                ),
+            });
+        }
         tracing::info!(app = %name, image = %plan.image, machines = rec.machines.len(), "deploy started");
         if !app.spec.deploy.pre_check.is_empty() {
             let repeated = self.store.deploys(Some(&name))?.into_iter().find(|r| {
@@ -569,22 +584,19 @@ impl Deployer {
                 return self.fail(app, release, leases, touched, rec, reason).await;
             }
             self.done(rec, "updated")?;
-            let mut checks = JoinSet::new();
-            for (step, version) in waits {
-                if !step.wait_healthy {
-                    continue;
-                }
-                let w = self.health_wait(&name, app);
-                checks.spawn(async move {
-                    let v = w.until_decided(&step.machine, &version).await;
-                    (step, v)
-                });
-            }
+            let watched: Vec<(MachineStep, String)> =
+                waits.into_iter().filter(|(s, _)| s.wait_healthy).collect();
+            let ids: Vec<(String, String)> = watched
+                .iter()
+                .map(|(s, v)| (s.machine.clone(), v.clone()))
+                .collect();
+            let verdicts = if ids.is_empty() {
+                vec![]
+            } else {
+                self.health_wait(&name, app).until_all_decided(&ids).await
+            };
             let mut failed: Option<(MachineStep, Verdict)> = None;
-            while let Some(joined) = checks.join_next().await {
-                let Ok((step, verdict)) = joined else {
-                    continue;
-                };
+            for ((step, _), (_, verdict)) in watched.into_iter().zip(verdicts) {
                 match &verdict {
                     Verdict::Healthy => {
                         Self::set_result(rec, &step.machine, MachineResult::Healthy, None)
@@ -596,7 +608,9 @@ impl Deployer {
                             MachineResult::Failed,
                             Some(f.to_string()),
                         );
-                        failed.get_or_insert((step, verdict));
+                        if !matches!(failed, Some((_, Verdict::Failed(_)))) {
+                            failed = Some((step, verdict));
+                        }
                     }
                     Verdict::Blind { reason } | Verdict::Waiting { reason } => {
                         Self::set_result(

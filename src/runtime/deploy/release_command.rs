@@ -203,7 +203,7 @@ impl Deployer {
     ///
     /// # Errors
     /// The record store failed.
-    fn release_command_done(
+    pub(super) fn release_command_done(
         &self,
         app: &str,
         cmd: &str,
