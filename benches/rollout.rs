@@ -8,7 +8,7 @@
 //! numbers go to docs/performance.md by hand.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use opsctl::fly::{Endpoints, FlyClient};
 use opsctl::records::{DeployStatus, RecordStore, Trigger};
@@ -63,8 +63,7 @@ fn main() {
         let state = std::env::temp_dir().join(format!("opsctl-bench-{}", std::process::id()));
         let store = Arc::new(RecordStore::open_write(&state).expect("store"));
         let (_tx, stop) = tokio::sync::watch::channel(false);
-        let mut deployer = Deployer::new(client, store, Arc::new(SystemClock), stop);
-        deployer.poll = Duration::from_millis(250);
+        let deployer = Deployer::new(client, store, Arc::new(SystemClock), stop);
         let app = opsctl_crds::load_str("bench.yaml".as_ref(), MANIFEST).expect("manifest").apps.remove(0);
 
         let started = Instant::now();

@@ -62,6 +62,9 @@ pub fn exec(args: ValidateArgs, global: &Global) -> anyhow::Result<ExitCode> {
 }
 
 fn summary(set: &ManifestSet) -> String {
+    if set.found_no_files() {
+        return "ok, but empty: no manifests (*.yaml, *.yml) found\n".to_owned();
+    }
     let apps: Vec<&str> = set.apps.iter().map(|a| a.app_name()).collect();
     format!(
         "ok: {} FlyApp manifest(s): {}\n",

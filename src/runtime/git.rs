@@ -60,17 +60,24 @@ async fn git(dir: &Path, args: &[&str]) -> Option<String> {
 /// # Errors
 /// A message when git cannot list or read the files.
 pub async fn committed_files(dir: &Path, commit: &str) -> Result<Vec<(PathBuf, String)>, String> {
-    let listing = git_bytes(
-        dir,
-        &["ls-tree", "-r", "-z", "--name-only", commit, "--", "."],
-    )
-    .await
-    .ok_or_else(|| format!("git ls-tree {commit} failed in {}", dir.display()))?;
+    let listing = git_bytes(dir, &["ls-tree", "-r", "-z", commit, "--", "."])
+        .await
+        .ok_or_else(|| format!("git ls-tree {commit} failed in {}", dir.display()))?;
     let mut files = Vec::new();
-    for name in listing.split(|b| *b == 0).filter(|n| !n.is_empty()) {
-        let name = String::from_utf8_lossy(name).into_owned();
+    // Each entry: `<mode> <type> <object>\t<path>` (git-ls-tree(1)).
+    for entry in listing.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let entry = String::from_utf8_lossy(entry).into_owned();
+        let Some((meta, name)) = entry.split_once('\t') else {
+            continue;
+        };
         let hidden = name.split('/').any(|part| part.starts_with('.'));
         if hidden || !(name.ends_with(".yaml") || name.ends_with(".yml")) {
+            continue;
+        }
+        if meta.starts_with("120000") {
+            // A symlink: git stores the link's target path, not the file behind it, so there
+            // is no committed manifest to read (the directory loader skips links too).
+            tracing::warn!(file = %name, "manifest is a symlink in the commit; skipped (commit the file itself)");
             continue;
         }
         let spec = format!("{commit}:./{name}");
