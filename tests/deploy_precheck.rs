@@ -4,33 +4,12 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 
 use axum::Json;
 use axum::extract::{Path as UrlPath, State};
 use axum::routing::get;
-use common::{M1, M2, NEW, OLD, Sim, Workspace, text};
+use common::{M1, M2, NEW, OLD, Sim, Workspace, git, text};
 use serde_json::{Value, json};
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "t")
-        .env("GIT_AUTHOR_EMAIL", "t@example.com")
-        .env("GIT_COMMITTER_NAME", "t")
-        .env("GIT_COMMITTER_EMAIL", "t@example.com")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// A fake GitHub answering every commit with `state` for one status context `ci/test`.
 fn fake_github(state: &'static str) -> (String, tokio::runtime::Runtime) {

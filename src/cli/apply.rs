@@ -12,18 +12,15 @@
 //! "error"?:{"kind":"error","code":…,"message":…,"causes":[…]},"summary":…}]}`.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::Args;
 use serde_json::{Value, json};
 
 use super::output::{Format, error_json, error_line, print_json, print_text, report_text_only};
-use super::{Global, signal, target, validate};
-use crate::records::{DeployRecord, DeployStatus, RecordStore, Trigger};
-use crate::runtime::clock::SystemClock;
-use crate::runtime::deploy::{Deployer, Outcome};
+use super::{Global, target, validate};
+use crate::records::{DeployRecord, DeployStatus, Trigger};
+use crate::runtime::deploy::Outcome;
 use crate::runtime::git;
 
 /// Arguments of `apply`.
@@ -37,17 +34,7 @@ pub struct ApplyArgs {
 pub async fn exec(args: ApplyArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let set = validate::load(global)?;
     let target = target::connect(&global.fly).await?;
-    let store =
-        Arc::new(RecordStore::open_write(&global.state).context("opening the state directory")?);
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    signal::handle_stop_requests(stop_tx, global.log_format);
-    let mut deployer = Deployer::new(
-        target.client.clone(),
-        store,
-        Arc::new(SystemClock),
-        stop.clone(),
-    );
-    deployer.manifests = Some(global.manifests.clone());
+    let (mut deployer, stop) = target::deployer(&target, global)?;
     deployer.poll = Duration::from_millis(500);
     let commit = git::head_commit(&global.manifests).await;
     let mut results = Vec::new();

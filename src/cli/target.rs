@@ -145,6 +145,36 @@ pub async fn connect(fly: &str) -> anyhow::Result<Target> {
     }
 }
 
+/// The deployer `apply` and `run` share: the target's client, the state directory's record
+/// store (opened for writing: one writer at a time), the system clock, and a stop signal fed by
+/// SIGINT/SIGTERM (`signal::handle_stop_requests`). Returns it with the stop receiver.
+///
+/// # Errors
+/// The state directory cannot be opened for writing.
+pub fn deployer(
+    target: &Target,
+    global: &super::Global,
+) -> anyhow::Result<(
+    crate::runtime::deploy::Deployer,
+    tokio::sync::watch::Receiver<bool>,
+)> {
+    use anyhow::Context;
+    let store = std::sync::Arc::new(
+        crate::records::RecordStore::open_write(&global.state)
+            .context("opening the state directory")?,
+    );
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    super::signal::handle_stop_requests(stop_tx, global.log_format);
+    let mut deployer = crate::runtime::deploy::Deployer::new(
+        target.client.clone(),
+        store,
+        std::sync::Arc::new(crate::runtime::clock::SystemClock),
+        stop.clone(),
+    );
+    deployer.manifests = Some(global.manifests.clone());
+    Ok((deployer, stop))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,19 +37,8 @@ fn is_change(event: &notify::Event) -> bool {
 }
 
 async fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    let out = tokio::process::Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .output()
-        .await
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let s = String::from_utf8(out.stdout).ok()?.trim().to_owned();
+    let out = git_bytes(dir, args).await?;
+    let s = String::from_utf8(out).ok()?.trim().to_owned();
     (!s.is_empty()).then_some(s)
 }
 

@@ -321,3 +321,26 @@ pub fn send_signal(child: &Child, signal: &str) {
         .expect("run kill");
     assert!(status.success(), "kill -{signal} failed");
 }
+
+/// Run `git` in `dir` with a fixed test identity; the trimmed stdout.
+///
+/// # Panics
+/// When git fails (the message has git's stderr).
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .output()
+        .expect("git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
