@@ -561,3 +561,35 @@ mod machine_checks_ignored {
         );
     }
 }
+
+/// BUG-14 (shared/cases/README.md): flapping checks never fail a step unless one stays
+/// critical for `failAfter` without a break. Many pseudo-random sequences of critical/warning
+/// observations, 10 s apart, each run of criticals shorter than `failAfter` (30 s).
+#[test]
+fn flapping_checks_never_fail_a_step() {
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..200 {
+        let mut w = Watch::new(t0());
+        let mut run = 0;
+        for step in 1..=25i64 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            // At most two criticals in a row (20 s < failAfter 30 s), then a break.
+            let critical = run < 2 && (seed >> 33) % 2 == 0;
+            run = if critical { run + 1 } else { 0 };
+            let mut m = updated("m1");
+            m.checks[0].state = if critical {
+                CheckState::Critical
+            } else {
+                CheckState::Warning
+            };
+            let (next, v) = judge(w, Some(&m), "new", &deploy(), AllPassing, at(step * 10));
+            w = next;
+            assert!(
+                !matches!(v, Verdict::Failed(Failure::ChecksCritical { .. })),
+                "step {step}: {v:?}"
+            );
+        }
+    }
+}
