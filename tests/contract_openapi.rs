@@ -90,48 +90,8 @@ const BEYOND_SPEC: &[(&str, &str)] = &[
 
 /// Findings where the simulator differs from Fly. Each is reported to the simulator's owner;
 /// when one is fixed, delete it here and in docs/fly-compat.md.
-const SIM_DEVIATIONS: &[(&str, &str)] = &[
-    (
-        "graphql response: data.app.releases.nodes[].user: returned but not selected",
-        "D1: the simulator ignores selection sets and always returns every release field",
-    ),
-    (
-        "graphql response: data.app.currentReleaseUnprocessed.description: returned but not selected",
-        "D1",
-    ),
-    (
-        "graphql response: data.app.currentReleaseUnprocessed.reason: returned but not selected",
-        "D1",
-    ),
-    (
-        "graphql response: data.app.currentReleaseUnprocessed.stable: returned but not selected",
-        "D1",
-    ),
-    (
-        "graphql response: data.app.currentReleaseUnprocessed.user: returned but not selected",
-        "D1",
-    ),
-    (
-        "sim: responses carry no fly-request-id header",
-        "D2: Fly sends `fly-request-id` on every Machines API response (NOTES.md §1); the client \
-         puts it in every FlyError, so against the simulator errors never carry one",
-    ),
-    (
-        "sim: wait 200 without `version`",
-        "D3: newer Fly answers wait with {ok, state, version, event_id} (NOTES.md §2.1)",
-    ),
-    ("sim: wait 200 without `event_id`", "D3"),
-    (
-        "sim: create answers state \"starting\", Fly's documented create answer has \"created\"",
-        "D4: Fly's create response shows `created` with only the `launch` event \
-         (machines_create_resp.json); the start follows",
-    ),
-    (
-        "invalid: DELETE /v1/apps/{app_name} 405: error body without `error` text: null",
-        "D5: a method a route does not serve answers axum's bare 405 (empty body), not Fly's \
-         `{\"error\": …}` (NOTES.md §2.8); the fallback handles unknown paths, not methods",
-    ),
-];
+/// (None known at the moment: D1–D5 are fixed; D6/D7 show only with third-party clients.)
+const SIM_DEVIATIONS: &[(&str, &str)] = &[];
 
 fn scenario() -> Scenario {
     Scenario::lowendinsight_default()
@@ -474,6 +434,19 @@ async fn drive(url: &str) {
     // Errors as Fly sends them.
     let (s, _) = raw.get(&m("00000000000000")).await;
     assert_eq!(s, 404);
+    let e = fly
+        .get_machine(APP, "00000000000000")
+        .await
+        .expect_err("unknown machine");
+    assert_eq!(e.status, Some(404));
+    let rid = e
+        .request_id
+        .clone()
+        .expect("the client keeps fly-request-id");
+    assert!(
+        e.to_string().contains(&format!("(fly-request-id {rid})")),
+        "the error shows the request id: {e}"
+    );
     let (s, _) = raw
         .call(reqwest::Method::GET, &m(M1), None, None, false)
         .await;

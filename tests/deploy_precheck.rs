@@ -4,7 +4,6 @@
 
 mod common;
 
-
 use axum::Json;
 use axum::extract::{Path as UrlPath, State};
 use axum::routing::get;

@@ -10,14 +10,20 @@
 //!
 //! Counting happens first, so rejected requests count too: tests assert on the calls Fly
 //! *received*. The `/__sim/` control API is neither counted nor authenticated.
+//!
+//! Around all of that, [`fly_response`] finishes every Fly API answer (not `/__sim/`): a fresh
+//! `fly-request-id` header (NOTES.md §1), and Fly's `{"error": …}` body on a 405 (a method the
+//! route does not serve), which axum otherwise sends empty.
 
 use axum::extract::{Request, State};
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::MethodRouter;
 
 use super::error::SimError;
+use super::ids::new_request_id;
 use super::state::SimState;
 use super::{faults, limits};
 
@@ -74,6 +80,38 @@ fn has_token(header: &str) -> bool {
         }
         None => false,
     }
+}
+
+/// Response header Fly puts on every API answer; the client copies it into its errors.
+pub const REQUEST_ID_HEADER: &str = "fly-request-id";
+
+/// Outermost layer of the whole router: every answer outside `/__sim/` gets a fresh
+/// `fly-request-id`, and axum's empty 405 becomes Fly's `{"error":"method not allowed"}`
+/// (keeping its `Allow` header).
+pub async fn fly_response(req: Request, next: Next) -> Response {
+    if req.uri().path().starts_with("/__sim/") {
+        return next.run(req).await;
+    }
+    let mut resp = next.run(req).await;
+    if resp.status() == StatusCode::METHOD_NOT_ALLOWED && !resp.headers().contains_key(CONTENT_TYPE)
+    {
+        let body = crate::fly::wire::ErrorResponse {
+            error: "method not allowed".to_string(),
+            status: None,
+            message: None,
+        };
+        let mut json = (StatusCode::METHOD_NOT_ALLOWED, axum::Json(body)).into_response();
+        for (name, value) in resp.headers() {
+            if name != CONTENT_LENGTH && !json.headers().contains_key(name) {
+                json.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
+        resp = json;
+    }
+    if let Ok(id) = HeaderValue::from_str(&new_request_id()) {
+        resp.headers_mut().insert(REQUEST_ID_HEADER, id);
+    }
+    resp
 }
 
 /// Answers paths no route matches: 404 `{"error":"not found"}`, counted as `unmatched`

@@ -24,6 +24,12 @@ pub fn new_ulid(at: DateTime<Utc>) -> String {
     Ulid::from_datetime(at.into()).to_string()
 }
 
+/// A fresh `fly-request-id` for one response: a real-time ULID (Fly's ids are opaque; fly-go
+/// only copies them into errors).
+pub fn new_request_id() -> String {
+    Ulid::new().to_string()
+}
+
 /// A random 14-character lowercase hex machine id.
 pub fn random_machine_id() -> String {
     format!("{:014x}", Ulid::new().random() & 0x00ff_ffff_ffff_ffff)

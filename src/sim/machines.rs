@@ -27,7 +27,7 @@ use super::leases::new_lease;
 use super::machine::SimMachine;
 use super::signals;
 use super::state::SimState;
-use crate::fly::wire::{App, Machine, MachineConfig, MachineEvent, MachineRequest, WaitResponse};
+use crate::fly::wire::{App, Machine, MachineConfig, MachineEvent, MachineRequest};
 
 /// Header carrying a lease nonce on guarded calls.
 pub const NONCE_HEADER: &str = "fly-machine-lease-nonce";
@@ -471,11 +471,22 @@ const WAIT_STATES: [&str; 7] = [
     "created",
 ];
 
+/// A `wait` 200 as newer Fly sends it (NOTES.md §2.1): `{"ok":true,"state":"started",
+/// "version":"01J…","event_id":"01J…"}`; `version` is the `instance_id`, `event_id` the event
+/// that put the machine in `state`. `fly::wire::WaitResponse` reads the older `{ok, state}`.
+#[derive(Debug, Serialize)]
+struct WaitAnswer {
+    ok: bool,
+    state: String,
+    version: String,
+    event_id: String,
+}
+
 async fn wait(
     State(s): State<SimState>,
     Path((app, id)): MachinePath,
     Query(q): Query_,
-) -> Result<Json<WaitResponse>, SimError> {
+) -> Result<Json<WaitAnswer>, SimError> {
     let mut states: Vec<String> = q
         .iter()
         .filter(|(k, _)| k == "state")
@@ -522,13 +533,24 @@ async fn wait(
             let hit = states
                 .iter()
                 .any(|want| want == state || (want == "settled" && settled));
-            Ok(hit.then(|| state.to_string()))
+            Ok(hit.then(|| {
+                let events = m.events();
+                let event_id = events
+                    .iter()
+                    .find(|e| e.status == state)
+                    .or_else(|| events.first())
+                    .map(|e| e.id.clone())
+                    .unwrap_or_default();
+                WaitAnswer {
+                    ok: true,
+                    state: state.to_string(),
+                    version: m.instance_id.clone(),
+                    event_id,
+                }
+            }))
         })?;
-        if let Some(state) = reached {
-            return Ok(Json(WaitResponse {
-                ok: true,
-                state: Some(state),
-            }));
+        if let Some(answer) = reached {
+            return Ok(Json(answer));
         }
         let now = tokio::time::Instant::now();
         if now >= deadline {

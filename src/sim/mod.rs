@@ -69,7 +69,8 @@ pub use state::{RequestCounts, SimState};
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// The whole simulator as an axum router: Fly's APIs plus `/__sim/`. Unknown paths answer
-/// 404 `{"error":"not found"}`.
+/// 404 `{"error":"not found"}`, a method a route does not serve 405 `{"error":"method not
+/// allowed"}`; every Fly API answer carries a fresh `fly-request-id` ([`auth::fly_response`]).
 pub fn router(state: SimState) -> Router {
     Router::new()
         .merge(machines::routes(&state))
@@ -80,6 +81,7 @@ pub fn router(state: SimState) -> Router {
         .merge(releases::routes(&state))
         .merge(control::routes())
         .fallback(auth::unmatched)
+        .layer(axum::middleware::from_fn(auth::fly_response))
         .with_state(state)
 }
 

@@ -5,8 +5,10 @@
 //! send (`releasesUnprocessed`, `currentReleaseUnprocessed`, `createRelease`,
 //! `updateRelease`), reads the app from `app(name: $var)` or `app(name: "literal")`, honours
 //! aliases on `app` and on the release fields (`releases: releasesUnprocessed(first: $limit)`),
-//! and takes mutation inputs from the `input` variable. Selection sets are ignored: every
-//! field of a release is returned. Anything else gets a GraphQL error with code `INVALID`.
+//! and takes mutation inputs from the `input` variable. The answer under each of those fields
+//! holds exactly what its selection set asks for ([`selection`], [`project`]: nested sets
+//! such as `nodes { … }` and `user { … }`, aliases; no fragments or directives), as a GraphQL
+//! server answers. Anything else gets a GraphQL error with code `INVALID`.
 //! GraphQL errors arrive with HTTP 200, as Fly sends them.
 
 use axum::Json;
@@ -98,11 +100,24 @@ fn answer(
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();
-    if find_field(q, "createRelease").is_some() {
-        return create_release_gql(w, now, &input);
-    }
-    if find_field(q, "updateRelease").is_some() {
-        return update_release_gql(w, now, &input);
+    for (field, run) in [
+        ("createRelease", create_release_gql as Mutation),
+        ("updateRelease", update_release_gql),
+    ] {
+        if let Some(at) = find_field(q, field) {
+            let mut resp = run(w, now, &input);
+            if let Some(value) = resp
+                .data
+                .as_mut()
+                .and_then(|d| d.get_mut(field))
+                .map(Value::take)
+            {
+                let mut data = Map::new();
+                data.insert(alias(q, at, field), selected(q, at, field, value));
+                resp.data = Some(Value::Object(data));
+            }
+            return resp;
+        }
     }
     let list = find_field(q, "releasesUnprocessed");
     let current = find_field(q, "currentReleaseUnprocessed");
@@ -135,14 +150,16 @@ fn answer(
             .into_iter()
             .map(|r| serde_json::to_value(r.to_gql()).unwrap_or(Value::Null))
             .collect();
-        fields.insert(alias(q, at, "releasesUnprocessed"), json!({"nodes": nodes}));
+        let value = selected(q, at, "releasesUnprocessed", json!({"nodes": nodes}));
+        fields.insert(alias(q, at, "releasesUnprocessed"), value);
     }
     if let Some(at) = current {
         let node = app
             .current_release()
             .map(|r| serde_json::to_value(r.to_gql()).unwrap_or(Value::Null))
             .unwrap_or(Value::Null);
-        fields.insert(alias(q, at, "currentReleaseUnprocessed"), node);
+        let value = selected(q, at, "currentReleaseUnprocessed", node);
+        fields.insert(alias(q, at, "currentReleaseUnprocessed"), value);
     }
     let mut data = Map::new();
     data.insert(alias(q, app_at, "app"), Value::Object(fields));
@@ -210,6 +227,149 @@ fn update_release_gql(
     GraphqlResponse {
         data: Some(json!({"updateRelease": {"release": {"id": r.id}}})),
         errors: Vec::new(),
+    }
+}
+
+type Mutation =
+    fn(&mut World, chrono::DateTime<chrono::Utc>, &Map<String, Value>) -> GraphqlResponse;
+
+/// One field of a selection set: its response key (alias or name), name and sub-selection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Selected {
+    key: String,
+    name: String,
+    children: Option<Vec<Selected>>,
+}
+
+/// `value` cut down to the selection set of the field at `at`; unchanged when the field has
+/// none (a scalar, or a query shape the reader does not know).
+fn selected(query: &str, at: usize, field: &str, value: Value) -> Value {
+    match selection(query, at + field.len()) {
+        Some(set) => project(&value, &set),
+        None => value,
+    }
+}
+
+/// The selection set that follows a field name ending at byte `from`: skips its arguments,
+/// then reads `{ … }`. `None` without one.
+fn selection(query: &str, from: usize) -> Option<Vec<Selected>> {
+    let bytes = query.as_bytes();
+    let mut i = skip_ignored(bytes, from);
+    if bytes.get(i) == Some(&b'(') {
+        i = skip_arguments(bytes, i)?;
+        i = skip_ignored(bytes, i);
+    }
+    if bytes.get(i) != Some(&b'{') {
+        return None;
+    }
+    read_set(bytes, &mut (i + 1))
+}
+
+fn skip_ignored(bytes: &[u8], mut i: usize) -> usize {
+    while let Some(&c) = bytes.get(i) {
+        if c == b'#' {
+            while bytes.get(i).is_some_and(|c| *c != b'\n') {
+                i += 1;
+            }
+        } else if c.is_ascii_whitespace() || c == b',' {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    i
+}
+
+/// From the `(` at `i` to just after its matching `)`, stepping over strings.
+fn skip_arguments(bytes: &[u8], mut i: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    while let Some(&c) = bytes.get(i) {
+        i += 1;
+        match (in_string, c) {
+            (true, b'\\') => i += 1,
+            (true, b'"') => in_string = false,
+            (true, _) => {}
+            (false, b'"') => in_string = true,
+            (false, b'(') => depth += 1,
+            (false, b')') => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            (false, _) => {}
+        }
+    }
+    None
+}
+
+fn read_name(bytes: &[u8], i: &mut usize) -> Option<String> {
+    let start = *i;
+    while bytes
+        .get(*i)
+        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+    {
+        *i += 1;
+    }
+    (*i > start).then(|| String::from_utf8_lossy(&bytes[start..*i]).into_owned())
+}
+
+/// Reads fields up to the `}` closing a set whose `{` is just before `*i`.
+fn read_set(bytes: &[u8], i: &mut usize) -> Option<Vec<Selected>> {
+    let mut set = Vec::new();
+    loop {
+        *i = skip_ignored(bytes, *i);
+        if bytes.get(*i) == Some(&b'}') {
+            *i += 1;
+            return Some(set);
+        }
+        let first = read_name(bytes, i)?;
+        *i = skip_ignored(bytes, *i);
+        let (key, name) = if bytes.get(*i) == Some(&b':') {
+            *i = skip_ignored(bytes, *i + 1);
+            let name = read_name(bytes, i)?;
+            *i = skip_ignored(bytes, *i);
+            (first, name)
+        } else {
+            (first.clone(), first)
+        };
+        if bytes.get(*i) == Some(&b'(') {
+            *i = skip_ignored(bytes, skip_arguments(bytes, *i)?);
+        }
+        let children = if bytes.get(*i) == Some(&b'{') {
+            *i += 1;
+            Some(read_set(bytes, i)?)
+        } else {
+            None
+        };
+        set.push(Selected {
+            key,
+            name,
+            children,
+        });
+    }
+}
+
+/// The part of `value` a selection set asks for, under the response keys: objects keep the
+/// selected fields (a selected field the value lacks is `null`), lists are projected item by
+/// item, `null` stays `null`.
+fn project(value: &Value, set: &[Selected]) -> Value {
+    match value {
+        Value::Array(items) => Value::Array(items.iter().map(|v| project(v, set)).collect()),
+        Value::Object(fields) => {
+            let mut out = Map::new();
+            for sel in set {
+                let v = fields.get(&sel.name).cloned().unwrap_or(Value::Null);
+                let v = match &sel.children {
+                    Some(children) => project(&v, children),
+                    None => v,
+                };
+                out.insert(sel.key.clone(), v);
+            }
+            Value::Object(out)
+        }
+        other => other.clone(),
     }
 }
 
@@ -382,5 +542,36 @@ mod tests {
         );
         assert!(find_field("query { currentReleaseUnprocessed }", "releasesUnprocessed").is_none());
         assert!(find_field("query($app: String) { x }", "app").is_none());
+    }
+
+    #[test]
+    fn answers_only_the_selection() {
+        let q = "query($a: String!) { app(name: $a) { rs: releasesUnprocessed(first: 2) { nodes { id v: version user { email } } } } }";
+        let at = find_field(q, "releasesUnprocessed").unwrap();
+        let value = json!({"nodes": [
+            {"id": "r1", "version": 3, "reason": "x", "user": {"id": "u", "email": "e"}},
+            {"id": "r2", "version": 2, "user": null}
+        ]});
+        assert_eq!(
+            selected(q, at, "releasesUnprocessed", value),
+            json!({"nodes": [
+                {"id": "r1", "v": 3, "user": {"email": "e"}},
+                {"id": "r2", "v": 2, "user": null}
+            ]})
+        );
+        let m = "mutation($input: CreateReleaseInput!) {\n  createRelease(input: $input) {\n    release { id }\n  }\n}";
+        let at = find_field(m, "createRelease").unwrap();
+        assert_eq!(
+            selected(
+                m,
+                at,
+                "createRelease",
+                json!({"release": {"id": "r", "version": 1}})
+            ),
+            json!({"release": {"id": "r"}})
+        );
+        let scalar = "{ app(name: \"x\") { name } }";
+        let at = find_field(scalar, "name").unwrap();
+        assert_eq!(selected(scalar, at, "name", json!("x")), json!("x"));
     }
 }

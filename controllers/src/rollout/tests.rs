@@ -576,7 +576,7 @@ fn flapping_checks_never_fail_a_step() {
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
             // At most two criticals in a row (20 s < failAfter 30 s), then a break.
-            let critical = run < 2 && (seed >> 33) % 2 == 0;
+            let critical = run < 2 && (seed >> 33).is_multiple_of(2);
             run = if critical { run + 1 } else { 0 };
             let mut m = updated("m1");
             m.checks[0].state = if critical {

@@ -93,6 +93,8 @@ impl LeaseRec {
 
 #[derive(Debug, Clone, Copy)]
 enum Step {
+    /// A launched machine begins booting: `created` → `starting` (no event; `start` follows).
+    Boot,
     /// → `started` (event `start`).
     Start,
     /// Process exit → `stopped` (event `exit`); flyd restarts it when `restarting`.
@@ -156,7 +158,10 @@ fn is_running(state: &str) -> bool {
 }
 
 impl SimMachine {
-    /// A machine created at `now` (event `launch`/`created`), starting unless `skip_launch`.
+    /// A machine created at `now` (event `launch`/`created`), in state `created` as Fly's create
+    /// answer shows it (`machines_create_resp.json`). Unless `skip_launch`, it is `starting`
+    /// from the next [`settle`](Self::settle) at or after `now` and `started` after the
+    /// image's start delay.
     pub fn launch(
         id: String,
         name: String,
@@ -189,7 +194,7 @@ impl SimMachine {
         m.record_version();
         m.push_event(now, "launch", "created", "user", None);
         if !skip_launch {
-            m.state = "starting".to_string();
+            m.schedule(now, Step::Boot);
             let at = now + b.start_delay(&m.config.image);
             m.schedule(at, Step::Start);
         }
@@ -239,6 +244,11 @@ impl SimMachine {
     fn apply(&mut self, at: DateTime<Utc>, step: Step, b: &Behaviors) {
         self.updated_at = at;
         match step {
+            Step::Boot => {
+                if self.state == "created" {
+                    self.state = "starting".to_string();
+                }
+            }
             Step::Start => {
                 self.state = "started".to_string();
                 self.started_at = Some(at);

@@ -54,6 +54,8 @@ fn launch_starts_after_the_delay_and_checks_pass_after_grace() {
         false,
         &b,
     );
+    assert_eq!(m.state(), "created", "Fly's create answer");
+    m.settle(t0(), &b);
     assert_eq!(m.state(), "starting");
     m.settle(t0() + ms(300), &b);
     assert_eq!(m.state(), "started");

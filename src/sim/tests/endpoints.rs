@@ -182,3 +182,46 @@ async fn time_scale_runs_the_virtual_clock_faster() {
     let (_, clock): (_, Value) = sim.get("/__sim/clock").await;
     assert_eq!(clock["timeScale"], 3600.0);
 }
+
+#[tokio::test]
+async fn every_fly_answer_carries_a_fresh_request_id() {
+    let sim = Sim::new();
+    let id = |h: &axum::http::HeaderMap| {
+        h.get("fly-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let machine = format!("/v1/apps/{APP}/machines/{M1}");
+    let (s1, h1, _) = sim.send(Method::GET, &machine, None).await;
+    let (s2, h2, _) = sim.send(Method::GET, &machine, None).await;
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK));
+    let (a, b) = (id(&h1).expect("request id"), id(&h2).expect("request id"));
+    assert_ne!(a, b, "fresh per request");
+    for path in [
+        format!("/v1/apps/{APP}/machines/00000000000000"),
+        "/v1/nowhere".to_string(),
+        "/graphql".to_string(),
+    ] {
+        let (_, h, _) = sim.send(Method::GET, &path, None).await;
+        assert!(id(&h).is_some(), "{path}");
+    }
+    let (_, h, _) = sim.send(Method::GET, "/__sim/requests", None).await;
+    assert!(id(&h).is_none(), "the control API is not Fly");
+}
+
+#[tokio::test]
+async fn a_method_a_route_does_not_serve_is_a_json_405() {
+    let sim = Sim::new();
+    let (status, headers, body) = sim
+        .send(Method::DELETE, &format!("/v1/apps/{APP}"), None)
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let body: Value = serde_json::from_slice(&body.unwrap()).unwrap();
+    assert_eq!(body, json!({"error": "method not allowed"}));
+    assert_eq!(
+        headers.get("allow").and_then(|v| v.to_str().ok()),
+        Some("GET,HEAD"),
+        "axum's Allow header is kept"
+    );
+    assert!(headers.get("fly-request-id").is_some());
+}

@@ -164,7 +164,18 @@ async fn wait_sees_a_transition_that_happens_while_it_blocks() {
     let (status, body) = sim.get(&uri).await;
     advancer.await.unwrap();
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body, json!({"ok": true, "state": "started"}));
+    assert_eq!(
+        (&body["ok"], &body["state"], &body["version"]),
+        (&json!(true), &json!("started"), &json!(version)),
+        "{body}"
+    );
+    let m = sim.machine(M1).await;
+    let start = m.events.iter().find(|e| e.kind == "start").unwrap();
+    assert_eq!(
+        body["event_id"],
+        json!(start.id),
+        "the event that started it"
+    );
 
     let stale = format!(
         "/v1/apps/{APP}/machines/{M1}/wait?state=started&instance_id=01HEPA330HZ37A78TK080NAK1M"

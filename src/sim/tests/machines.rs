@@ -246,8 +246,11 @@ async fn create_cordon_and_destroy() {
     assert!(m.cordoned);
     assert_eq!(
         (m.state.as_str(), m.events[0].kind.as_str()),
-        ("starting", "launch")
+        ("created", "launch"),
+        "Fly's create answer (machines_create_resp.json)"
     );
+    assert_eq!(m.events.len(), 1, "only the launch event");
+    assert_eq!(sim.machine(&m.id).await.state, "starting");
     sim.advance_ms(300);
     assert_eq!(sim.machine(&m.id).await.state, "started");
 

@@ -54,7 +54,11 @@ fn last_exit(m: &Machine) -> Option<(i32, bool, bool)> {
 async fn a_release_command_machine_runs_once_exits_0_and_is_destroyed() {
     let sim = Sim::new();
     let m = create(&sim, release_command(NEW)).await;
-    assert_eq!(m.state, "starting");
+    assert_eq!(
+        m.state, "created",
+        "Fly's create answer (machines_create_resp.json)"
+    );
+    assert_eq!(sim.machine(&m.id).await.state, "starting");
     sim.advance_ms(300);
     assert_eq!(sim.machine(&m.id).await.state, "started");
     sim.advance_ms(999);

@@ -29,11 +29,7 @@ fn versions(nodes: &Value) -> Vec<i64> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|n| {
-            serde_json::from_value::<GqlRelease>(n.clone())
-                .unwrap()
-                .version
-        })
+        .map(|n| n["version"].as_i64().expect("version selected"))
         .collect()
 }
 
@@ -59,6 +55,11 @@ async fn graphql_create_list_current_update() {
     assert_eq!(nodes[0]["imageRef"], NEW);
     assert_eq!(nodes[1]["stable"], true);
     assert!(nodes[0]["user"]["email"].is_string());
+    let full: GqlRelease = serde_json::from_value(nodes[0].clone()).unwrap();
+    assert_eq!(
+        full.version, 110,
+        "every field selected: a whole GqlRelease"
+    );
 
     let unaliased = "query($appName: String!) { app(name: $appName) { releasesUnprocessed(first: 1) { nodes { version } } } }";
     let data = gql(&sim, unaliased, json!({"appName": APP}))
@@ -66,8 +67,9 @@ async fn graphql_create_list_current_update() {
         .data
         .unwrap();
     assert_eq!(
-        versions(&data["app"]["releasesUnprocessed"]["nodes"]),
-        [110]
+        data["app"]["releasesUnprocessed"]["nodes"],
+        json!([{"version": 110}]),
+        "exactly the selection"
     );
 
     let current = gql(&sim, CURRENT, json!({"appName": APP}))
@@ -77,6 +79,16 @@ async fn graphql_create_list_current_update() {
     assert_eq!(
         current["app"]["currentReleaseUnprocessed"]["version"], 109,
         "a pending release is not current"
+    );
+    let keys: Vec<&String> = current["app"]["currentReleaseUnprocessed"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(
+        keys,
+        ["id", "imageRef", "status", "version"],
+        "no unselected fields"
     );
 
     let updated = gql(
