@@ -131,3 +131,28 @@ fn bluegreen_with_a_failing_green_keeps_blue_serving() {
     assert_eq!(blue["state"], "started");
     assert_eq!(blue["cordoned"], false);
 }
+
+/// A user test found `immediate` with a failing image recorded as "all machines healthy".
+/// Immediate does not wait (flyctl), so its machines are recorded as unverified, never healthy.
+#[test]
+fn immediate_never_claims_health_it_did_not_check() {
+    let sim = Sim::start();
+    let ws = Workspace::new(BAD);
+    ws.set_strategy("immediate");
+    let (_, shown, json) = apply(&ws, &sim);
+    let machines = record(&json)["machines"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(machines.len(), 2, "{shown}");
+    assert!(
+        machines.iter().all(|m| m["result"] == "unverified"),
+        "{machines:?}"
+    );
+    assert!(
+        record(&json)["health"]
+            .as_str()
+            .unwrap()
+            .contains("without a health verdict")
+    );
+}

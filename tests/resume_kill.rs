@@ -105,3 +105,92 @@ fn a_killed_bad_rollout_is_rolled_back_not_redeployed() {
         no_lease_held(&sim);
     }
 }
+
+/// A user test: Ctrl-C halted a bad rollout with the first machine on the bad image; the next
+/// `apply` never judged it, updated the healthy machine to the bad image too, and rolled back
+/// only that one. A halted rollout is now recovered like a crashed one.
+#[test]
+fn an_interrupted_bad_rollout_is_rolled_back_by_the_next_apply() {
+    let sim = Sim::start();
+    let ws = Workspace::new(BAD);
+    let mut child = ws
+        .opsctl(&sim)
+        .arg("apply")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the first machine was updated to BAD, then interrupt.
+    let updated = common::eventually(Duration::from_secs(20), || {
+        (sim.count("POST /v1/apps/{app}/machines/{id}") >= 1).then_some(())
+    });
+    assert!(updated.is_some(), "the first machine was updated");
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let _ = child.wait();
+    let out = ws.opsctl(&sim).arg("apply").output().unwrap();
+    let shown = text(&out);
+    assert_eq!(
+        sim.images(),
+        vec![(M1.into(), OLD.into()), (M2.into(), OLD.into())],
+        "{shown}"
+    );
+    assert_eq!(
+        sim.count("POST /v1/apps/{app}/machines/{id}"),
+        2,
+        "one bad update and its rollback; the healthy machine never touched: {shown}"
+    );
+    let recs = records(&ws);
+    assert!(
+        recs.iter()
+            .all(|r| r["status"] != "in_progress" && r["needs_recovery"] != true),
+        "{recs:?}"
+    );
+    no_lease_held(&sim);
+}
+
+/// A user test: a killed canary or bluegreen rollout leaked its canary/green machines and
+/// wedged the app ("several images"). The next `apply` removes what the dead process created.
+#[test]
+fn a_killed_canary_or_bluegreen_rollout_leaves_no_machine_behind() {
+    for strategy in ["canary", "bluegreen"] {
+        let sim = Sim::start();
+        let ws = Workspace::new(NEW);
+        ws.set_strategy(strategy);
+        let mut child = ws
+            .opsctl(&sim)
+            .arg("apply")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let created = common::eventually(Duration::from_secs(20), || {
+            (sim.count("POST /v1/apps/{app}/machines") >= 1).then_some(())
+        });
+        assert!(created.is_some(), "{strategy}: a machine was created");
+        std::thread::sleep(Duration::from_millis(100));
+        let _ = child.kill();
+        let _ = child.wait();
+        let out = ws.opsctl(&sim).arg("apply").output().unwrap();
+        let shown = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{strategy}: {shown}");
+        let images = sim.images();
+        assert_eq!(
+            images.len(),
+            2,
+            "{strategy}: no leaked machine: {images:?}\n{shown}"
+        );
+        assert!(
+            images.iter().all(|(_, i)| i == NEW),
+            "{strategy}: {images:?}"
+        );
+        let recs = records(&ws);
+        assert!(
+            recs.iter().all(|r| r["status"] != "in_progress"),
+            "{strategy}: {recs:?}"
+        );
+        no_lease_held(&sim);
+    }
+}

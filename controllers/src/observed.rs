@@ -52,6 +52,17 @@ impl MachineState {
         }
     }
 
+    /// Running, or about to run: started, starting, replacing (an update in flight) or
+    /// failed (flyctl relaunches those). A deploy must launch such a machine on the new version
+    /// (no `skip_launch`) and judge it; treating a machine caught mid-update as stopped would
+    /// leave it stopped.
+    pub fn is_running(&self) -> bool {
+        matches!(
+            self,
+            Self::Started | Self::Starting | Self::Replacing | Self::Failed
+        ) || matches!(self, Self::Other(s) if s == "restarting" || s == "updating")
+    }
+
     /// Fly's spelling, for output.
     pub fn as_str(&self) -> &str {
         match self {

@@ -163,11 +163,7 @@ pub fn plan(
                 if let Some(m) = machines.iter().find(|m| m.configured_checks == 0) {
                     return Err(PlanError::BlueGreenWithoutChecks(m.id.clone()));
                 }
-                blue.extend(
-                    machines
-                        .iter()
-                        .map(|m| step(m, m.state == MachineState::Started)),
-                );
+                blue.extend(machines.iter().map(|m| step(m, m.state.is_running())));
             }
         }
         Strategy::Rolling | Strategy::Canary => {
@@ -192,10 +188,8 @@ pub fn plan(
             }
             for machines in groups.values_mut() {
                 machines.sort_by(|a, b| a.id.cmp(&b.id));
-                let (warm, cold): (Vec<&ObservedMachine>, Vec<&ObservedMachine>) = machines
-                    .iter()
-                    .copied()
-                    .partition(|m| m.state == MachineState::Started);
+                let (warm, cold): (Vec<&ObservedMachine>, Vec<&ObservedMachine>) =
+                    machines.iter().copied().partition(|m| m.state.is_running());
                 let size = batch_size(app.spec.deploy.max_unavailable, warm.len());
                 if let Some((first, rest)) = warm.split_first() {
                     batches.push(Batch {
@@ -263,7 +257,7 @@ fn step(m: &ObservedMachine, warm: bool) -> MachineStep {
         group: m.group.clone(),
         region: m.region.clone(),
         from_image: m.image.clone(),
-        skip_launch: m.state != MachineState::Started,
+        skip_launch: !m.state.is_running(),
         wait_healthy: warm,
     }
 }

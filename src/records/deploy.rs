@@ -50,6 +50,11 @@ pub struct DeployRecord {
     pub rollback: Option<RollbackRecord>,
     /// Every step, recorded *before* it was taken (`intent`), then its `result`.
     pub steps: Vec<StepRecord>,
+    /// Halted with machines possibly on the new image and not judged (interrupted, or Fly
+    /// could not be seen): the next pass judges them and finishes or rolls back, as after a
+    /// crash.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub needs_recovery: bool,
     /// Leases this deploy holds right now (machine → nonce), so that a restarted opsctl can
     /// release its own leases at once (case BUG-04 C) instead of waiting for them to expire.
     /// Empty once released. Nonces are useless without the Fly token.
@@ -168,6 +173,8 @@ pub enum MachineResult {
     Healthy,
     /// Updated, failed health.
     Failed,
+    /// Updated and running, but not judged (the immediate strategy does not wait).
+    Unverified,
     /// Updated, then restored to the previous image.
     RolledBack,
     /// Not touched because the rollout stopped earlier.

@@ -20,6 +20,7 @@ fn record(id: &str, app: &str, minute: u32, status: DeployStatus) -> DeployRecor
         health: None,
         rollback: None,
         steps: vec![],
+        needs_recovery: false,
         leases: Default::default(),
         started_at: Utc.with_ymd_and_hms(2026, 11, 29, 12, minute, 0).unwrap(),
         finished_at: None,

@@ -593,3 +593,28 @@ fn flapping_checks_never_fail_a_step() {
         }
     }
 }
+
+/// A user test caught a machine mid-update (`replacing`, another operator's rollout) being
+/// updated with `skip_launch` and left stopped. Running-ish states are launched and judged.
+#[test]
+fn a_machine_caught_mid_update_is_launched_and_judged() {
+    for state in [
+        MachineState::Replacing,
+        MachineState::Starting,
+        MachineState::Failed,
+    ] {
+        let a = app(2, json!({}));
+        let o = observed(vec![
+            ObservedMachine {
+                state: state.clone(),
+                ..machine("m0")
+            },
+            machine("m1"),
+        ]);
+        let p = plan(&a, &o, &diff(&a, &o)).unwrap();
+        assert!(
+            p.steps().all(|s| !s.skip_launch && s.wait_healthy),
+            "{state:?}: {p:?}"
+        );
+    }
+}

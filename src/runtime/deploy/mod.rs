@@ -18,6 +18,8 @@ mod health;
 mod leases;
 mod recover;
 mod release_command;
+mod rollback;
+mod stages;
 mod strategies;
 mod update;
 
@@ -25,7 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use opsctl_controllers::diff::{AppDiff, diff};
-use opsctl_controllers::history::{PastDeploy, RollbackChoice, may_deploy, rollback_choice};
+use opsctl_controllers::history::{PastDeploy, may_deploy};
 use opsctl_controllers::rollout::{self, Failure, MachineStep, RolloutPlan, Verdict};
 use opsctl_crds::FlyApp;
 use tokio::sync::watch;
@@ -36,10 +38,10 @@ use self::leases::{Leases, release_all};
 use self::update::{Desired, Touched, UpdateCtx};
 use crate::fly::FlyClient;
 use crate::fly::FlyError;
-use crate::fly::observe::{observe_app, observe_releases};
+use crate::fly::observe::observe_app;
 use crate::records::{
-    DeployRecord, DeployStatus, MachineOutcome, MachineResult, RecordStore, ReleaseRef,
-    RollbackRecord, StepRecord, StoreError, Trigger,
+    DeployRecord, DeployStatus, MachineOutcome, MachineResult, RecordStore, ReleaseRef, StepRecord,
+    StoreError, Trigger,
 };
 use crate::runtime::clock::Clock;
 
@@ -134,7 +136,8 @@ impl Deployer {
             .store
             .deploys(Some(&name))?
             .into_iter()
-            .find(|r| r.status == DeployStatus::InProgress);
+            .next()
+            .filter(|r| r.status == DeployStatus::InProgress || r.needs_recovery);
         if let Some(rec) = unfinished {
             let rec = self.recover(app, rec).await?;
             // Finished or rolled back: that was this pass's deploy. Halted (nothing changed,
@@ -199,6 +202,7 @@ impl Deployer {
             health: None,
             rollback: None,
             steps: vec![],
+            needs_recovery: false,
             leases: Default::default(),
             started_at: self.clock.now(),
             finished_at: None,
@@ -259,95 +263,6 @@ impl Deployer {
         Ok(Outcome::Deployed(Box::new(rec)))
     }
 
-    /// The PreCheck stage (DESIGN.md §5): CI green for the commit, commit on the release
-    /// branch. Recorded as a step; `false` (and the record finished as failed, naming the
-    /// blocking checks) when the deploy must not go on.
-    async fn pre_check(&self, app: &FlyApp, rec: &mut DeployRecord) -> Result<bool, StoreError> {
-        let spec = &app.spec.deploy.pre_check;
-        let commit = rec.commit.clone().unwrap_or_default();
-        self.intend(
-            rec,
-            format!(
-                "pre-check commit {}: CI status and release branch",
-                if commit.is_empty() { "(none)" } else { &commit }
-            ),
-        )?;
-        let (Some(dir), false) = (&self.manifests, commit.is_empty()) else {
-            self.done(rec, "no git commit for the manifests")?;
-            self.finish(rec, DeployStatus::Failed, format!("{PRECHECK_BLOCKED}: spec.deploy.preCheck needs the manifests' git commit, and they are not in a git checkout"))?;
-            return Ok(false);
-        };
-        let token = spec.ci.as_ref().and_then(crate::precheck::token_from_env);
-        let checker = crate::precheck::PreCheck::new(
-            reqwest::Client::new(),
-            self.clock.clone(),
-            self.stop.clone(),
-        );
-        let report = checker.run(spec, &commit, dir, token).await;
-        self.done(rec, report.to_string())?;
-        if report.passed() {
-            return Ok(true);
-        }
-        self.finish(
-            rec,
-            DeployStatus::Failed,
-            format!("{PRECHECK_BLOCKED}: {report}"),
-        )?;
-        Ok(false)
-    }
-
-    /// The Drain stage (DESIGN.md §5, case BUG-18): wait until the Oban queues have no
-    /// executing or available jobs. A timeout, an unreachable database or a missing URL are
-    /// recorded as warnings and the deploy goes on (DESIGN: "timeout → proceed with a warning
-    /// record"); only a stop request ends the deploy here (`false`).
-    async fn drain(
-        &self,
-        oban: &opsctl_crds::flyapp::ObanDrain,
-        rec: &mut DeployRecord,
-    ) -> Result<bool, StoreError> {
-        use crate::drain::{DrainOutcome, DrainRequest, drain_oban};
-        self.intend(
-            rec,
-            format!(
-                "drain Oban queues {} (timeout {})",
-                oban.queues.join(", "),
-                oban.timeout
-            ),
-        )?;
-        let result = match DrainRequest::from_env(oban) {
-            Ok(req) => drain_oban(&req, self.clock.as_ref(), self.stop.clone()).await,
-            Err(e) => Err(e),
-        };
-        match result {
-            Ok(DrainOutcome::Stopped { .. }) => {
-                self.done(rec, "stopped")?;
-                self.finish(
-                    rec,
-                    DeployStatus::Halted,
-                    "opsctl was asked to stop while draining Oban; nothing was changed".into(),
-                )?;
-                Ok(false)
-            }
-            Ok(outcome @ DrainOutcome::Drained { .. }) => {
-                self.done(rec, outcome.to_string())?;
-                Ok(true)
-            }
-            Ok(outcome) => {
-                tracing::warn!(app = %rec.app, "drain: {outcome}; deploying anyway");
-                self.done(rec, format!("warning: {outcome}; deploying anyway"))?;
-                Ok(true)
-            }
-            Err(e) => {
-                tracing::warn!(app = %rec.app, error = %e, "drain could not run; deploying anyway");
-                self.done(
-                    rec,
-                    format!("warning: drain could not run ({e}); deploying anyway"),
-                )?;
-                Ok(true)
-            }
-        }
-    }
-
     /// Record `intent` (durably) before doing it.
     fn intend(&self, rec: &mut DeployRecord, intent: String) -> Result<(), StoreError> {
         tracing::info!(app = %rec.app, "{intent}");
@@ -385,9 +300,15 @@ impl Deployer {
                 if let Some(release) = &rec.release {
                     let _ = self.client.update_release(&release.id, "failed").await;
                 }
+                // Fly unreachable is not the deploy's failure: halted, retried by the next pass.
+                let status = if e.is_unavailable() {
+                    DeployStatus::Halted
+                } else {
+                    DeployStatus::Failed
+                };
                 return self.finish(
                     rec,
-                    DeployStatus::Failed,
+                    status,
                     format!("could not lease every machine, nothing was changed: {e}"),
                 );
             }
@@ -432,10 +353,15 @@ impl Deployer {
             }
             Err(e) => {
                 self.done(rec, format!("failed: {e}"))?;
+                let status = if e.is_unavailable() {
+                    DeployStatus::Halted
+                } else {
+                    DeployStatus::Failed
+                };
                 self.finish(
                     rec,
-                    DeployStatus::Failed,
-                    format!("could not create a release: {e}"),
+                    status,
+                    format!("could not create a release, nothing was changed: {e}"),
                 )?;
                 Ok(None)
             }
@@ -505,6 +431,7 @@ impl Deployer {
                     Self::set_result(rec, &s.machine, MachineResult::Skipped, None);
                 }
                 let _ = self.client.update_release(&release.id, "interrupted").await;
+                rec.needs_recovery = i > 0;
                 return self.finish(
                     rec,
                     DeployStatus::Halted,
@@ -575,6 +502,7 @@ impl Deployer {
                         "halted: {} could not be updated on release v{} because Fly could not be reached ({e}); no rollback on what could not be seen",
                         step.machine, release.version
                     );
+                    rec.needs_recovery = true;
                     return self.finish(rec, DeployStatus::Halted, why);
                 }
                 let reason = format!(
@@ -626,12 +554,15 @@ impl Deployer {
                 }
             }
             for s in batch.steps.iter().filter(|s| !s.wait_healthy) {
-                Self::set_result(
-                    rec,
-                    &s.machine,
-                    MachineResult::Healthy,
-                    Some("kept stopped (skip_launch)".into()),
-                );
+                let (result, detail) = if s.skip_launch {
+                    (MachineResult::Healthy, "kept stopped (skip_launch)")
+                } else {
+                    (
+                        MachineResult::Unverified,
+                        "updated; not verified (the immediate strategy does not wait)",
+                    )
+                };
+                Self::set_result(rec, &s.machine, result, Some(detail.into()));
             }
             match failed {
                 None => self.done(rec, "healthy")?,
@@ -653,6 +584,7 @@ impl Deployer {
                     self.done(rec, format!("{}: health unknown: {why}", step.machine))?;
                     rec.health = Some(format!("unknown: {why}"));
                     let _ = self.client.update_release(&release.id, "interrupted").await;
+                    rec.needs_recovery = true;
                     return self.finish(rec, DeployStatus::Halted, format!("halted without a verdict on {} (release v{}): {why}; no rollback is done on what could not be seen", step.machine, release.version));
                 }
             }
@@ -661,151 +593,21 @@ impl Deployer {
             return self.fail(app, release, leases, touched, rec, reason).await;
         }
         let _ = self.client.update_release(&release.id, "complete").await;
-        rec.health = Some(format!("all {} machines healthy", rec.machines.len()));
+        let unverified = rec
+            .machines
+            .iter()
+            .filter(|m| m.result == MachineResult::Unverified)
+            .count();
+        rec.health = Some(if unverified == 0 {
+            format!("all {} machines healthy", rec.machines.len())
+        } else {
+            format!(
+                "{unverified} of {} machines updated without a health verdict (immediate)",
+                rec.machines.len()
+            )
+        });
         rec.status = DeployStatus::Succeeded;
         self.store.append(rec)
-    }
-
-    /// The release failed: roll back what was touched (once), or just record the failure.
-    async fn fail(
-        &self,
-        app: &FlyApp,
-        release: &ReleaseRef,
-        leases: &Leases,
-        touched: Vec<Touched>,
-        rec: &mut DeployRecord,
-        reason: String,
-    ) -> Result<(), StoreError> {
-        let _ = self.client.update_release(&release.id, "failed").await;
-        let steps: Vec<MachineStep> = touched.iter().map(|t| t.step.clone()).collect();
-        let Some(mut rb) = rollout::rollback_plan(&steps, false) else {
-            return self.finish(rec, DeployStatus::Failed, reason);
-        };
-        let releases = match observe_releases(&self.client, &rec.app).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(app = %rec.app, error = %e, "could not list releases for the rollback target");
-                vec![]
-            }
-        };
-        let history: Vec<PastDeploy> = self
-            .store
-            .deploys(Some(&rec.app))?
-            .iter()
-            .map(DeployRecord::past)
-            .collect();
-        let previous: Vec<&str> = steps.iter().map(|s| s.from_image.as_str()).collect();
-        let image_override = match rollback_choice(&previous, &rec.image, &releases, &history) {
-            RollbackChoice::Restore => None,
-            RollbackChoice::ToRelease { version, image } => {
-                tracing::warn!(app = %rec.app, version, image = %image, "previous image is known bad; rolling back to an older release");
-                rb.image = image.clone();
-                Some(image)
-            }
-            RollbackChoice::Escalate { reason: why } => {
-                tracing::error!(app = %rec.app, "no rollback target ({why}); a human must act");
-                return self.finish(
-                    rec,
-                    DeployStatus::RollbackFailed,
-                    format!("{reason}; not rolled back: {why}"),
-                );
-            }
-        };
-        tracing::warn!(app = %rec.app, "{reason}; rolling back");
-        let name = rec.app.clone();
-        let machines: Vec<String> = rb.machines.iter().map(|(m, _)| m.clone()).collect();
-        self.intend(
-            rec,
-            format!(
-                "roll back {} to {} as a new release",
-                machines.join(", "),
-                rb.image
-            ),
-        )?;
-        let mut rollback = RollbackRecord {
-            release: None,
-            image: rb.image.clone(),
-            machines: machines.clone(),
-            outcome: String::new(),
-        };
-        let rb_release = match self
-            .client
-            .create_release(&name, &rb.image, "ROLLING")
-            .await
-        {
-            Ok((id, version)) => ReleaseRef { id, version },
-            Err(e) => {
-                rollback.outcome = format!("could not create the rollback release: {e}");
-                rec.rollback = Some(rollback);
-                self.done(rec, "failed")?;
-                return self.finish(
-                    rec,
-                    DeployStatus::RollbackFailed,
-                    format!("{reason}; rollback failed: could not create a release: {e}"),
-                );
-            }
-        };
-        rollback.release = Some(rb_release.clone());
-        let _ = self.client.update_release(&rb_release.id, "running").await;
-        // The rollout's leases are still held (the caller releases them afterwards): the
-        // rollback acts under them.
-        let mut problems = Vec::new();
-        for t in &touched {
-            let ctx = UpdateCtx {
-                client: self.client.clone(),
-                app: name.clone(),
-                nonce: leases.get(&t.step.machine).cloned(),
-            };
-            match ctx.restore(t, &rb_release, image_override.as_deref()).await {
-                Ok(version) => {
-                    if t.step.wait_healthy {
-                        let w = self.health_wait(&name, app);
-                        match w.until_decided(&t.step.machine, &version).await {
-                            Verdict::Healthy => {}
-                            other => problems.push(format!("{}: {other:?}", t.step.machine)),
-                        }
-                    }
-                    Self::set_result(
-                        rec,
-                        &t.step.machine,
-                        MachineResult::RolledBack,
-                        Some(reason.clone()),
-                    );
-                }
-                Err(e) => problems.push(format!("{}: {e}", t.step.machine)),
-            }
-        }
-        if problems.is_empty() {
-            let _ = self.client.update_release(&rb_release.id, "complete").await;
-            rollback.outcome = "succeeded".into();
-            rec.rollback = Some(rollback);
-            self.done(
-                rec,
-                format!(
-                    "rolled back to {} (release v{})",
-                    rb.image, rb_release.version
-                ),
-            )?;
-            self.finish(
-                rec,
-                DeployStatus::RolledBack,
-                format!(
-                    "{reason}; rolled back to {} as release v{}",
-                    rb.image, rb_release.version
-                ),
-            )
-        } else {
-            let _ = self.client.update_release(&rb_release.id, "failed").await;
-            rollback.outcome = format!("failed: {}", problems.join("; "));
-            rec.rollback = Some(rollback);
-            self.done(rec, "rollback failed")?;
-            tracing::error!(app = %name, "rollback failed; a human must act: {}", problems.join("; "));
-            self.finish(
-                rec,
-                DeployStatus::RollbackFailed,
-                format!("{reason}; rollback failed: {}", problems.join("; ")),
-            )
-        }
     }
 }
 

@@ -20,6 +20,7 @@ use opsctl_crds::FlyApp;
 use super::leases::release_all;
 use super::update::Touched;
 use super::{DeployError, Deployer};
+use crate::fly::client::META_CREATE_ID;
 use crate::fly::observe::observe_app;
 use crate::records::{DeployRecord, DeployStatus, MachineResult};
 
@@ -40,6 +41,11 @@ impl Deployer {
         self.intend(&mut rec, "recover: the process running this deploy stopped; release its leases and check what it changed".into())?;
         release_all(&self.client, &name, &rec.leases).await;
         rec.leases.clear();
+        rec.needs_recovery = false;
+        rec.status = DeployStatus::InProgress;
+        if let Some(rec) = self.clean_up_created(&mut rec).await? {
+            return self.close(rec);
+        }
         let observed = match observe_app(&self.client, &name).await {
             Ok(o) => o,
             Err(source) => {
@@ -134,8 +140,8 @@ impl Deployer {
                     group: outcome.group.clone(),
                     region: outcome.region.clone(),
                     from_image: outcome.from_image.clone(),
-                    skip_launch: m.state != MachineState::Started,
-                    wait_healthy: m.state == MachineState::Started,
+                    skip_launch: !m.state.is_running(),
+                    wait_healthy: m.state.is_running(),
                 };
                 restore.push(Touched { step, before });
             }
@@ -147,6 +153,7 @@ impl Deployer {
             return self.close(rec);
         }
         if let Some(why) = blind {
+            rec.needs_recovery = true;
             self.finish(&mut rec, DeployStatus::Halted, format!("recovery could not judge the updated machines ({why}); no rollback on what could not be seen"))?;
             return self.close(rec);
         }
@@ -185,6 +192,101 @@ impl Deployer {
         )?;
         self.run(app, &plan, &mut rec).await?;
         self.close(rec)
+    }
+
+    /// Machines the dead rollout created (found by their `opsctl_create_id`, which starts with
+    /// the record id): canaries are destroyed; bluegreen's green machines are destroyed and the
+    /// blue ones put back into routing while any blue machine is left (blue keeps serving),
+    /// else green is the fleet and the record succeeded. `Some(record)` when that settled the
+    /// record (bluegreen), `None` to go on with the normal recovery.
+    async fn clean_up_created(
+        &self,
+        rec: &mut DeployRecord,
+    ) -> Result<Option<DeployRecord>, DeployError> {
+        let name = rec.app.clone();
+        let machines = match self.client.list_machines(&name).await {
+            Ok(m) => m,
+            Err(source) => {
+                return Err(DeployError::Observe {
+                    app: name,
+                    source: Box::new(source),
+                });
+            }
+        };
+        let created_by = |m: &crate::fly::wire::Machine, kind: &str| {
+            m.state != "destroyed"
+                && m.config
+                    .as_ref()
+                    .and_then(|c| c.metadata.get(META_CREATE_ID))
+                    .is_some_and(|id| id.starts_with(&format!("{}-{kind}-", rec.id)))
+        };
+        let canaries: Vec<String> = machines
+            .iter()
+            .filter(|m| created_by(m, "canary"))
+            .map(|m| m.id.clone())
+            .collect();
+        let greens: Vec<String> = machines
+            .iter()
+            .filter(|m| created_by(m, "green"))
+            .map(|m| m.id.clone())
+            .collect();
+        if !canaries.is_empty() {
+            self.intend(
+                rec,
+                format!(
+                    "destroy canaries {} left by the stopped process",
+                    canaries.join(", ")
+                ),
+            )?;
+            for id in &canaries {
+                let _ = self.client.destroy_machine(&name, id, None).await;
+            }
+            self.done(rec, "destroyed")?;
+        }
+        if greens.is_empty() {
+            return Ok(None);
+        }
+        let blue_left: Vec<String> = rec
+            .machines
+            .iter()
+            .filter(|b| {
+                machines
+                    .iter()
+                    .any(|m| m.id == b.machine && m.state != "destroyed" && m.state != "destroying")
+            })
+            .map(|b| b.machine.clone())
+            .collect();
+        if blue_left.is_empty() {
+            self.done(
+                rec,
+                format!("bluegreen had finished: green {} serves", greens.join(", ")),
+            )?;
+            rec.status = DeployStatus::Succeeded;
+            return Ok(Some(rec.clone()));
+        }
+        self.intend(
+            rec,
+            format!(
+                "bluegreen interrupted: destroy green {}, keep blue {} serving",
+                greens.join(", "),
+                blue_left.join(", ")
+            ),
+        )?;
+        for id in &greens {
+            let _ = self.client.destroy_machine(&name, id, None).await;
+        }
+        for id in &blue_left {
+            let _ = self
+                .client
+                .machine_action(&name, id, crate::fly::MachineAction::Uncordon, None)
+                .await;
+        }
+        self.done(rec, "green destroyed; blue in routing")?;
+        if let Some(release) = &rec.release {
+            let _ = self.client.update_release(&release.id, "interrupted").await;
+        }
+        self.finish(rec, DeployStatus::Halted, "bluegreen interrupted by a stopped process; green destroyed, blue serving; the next pass deploys again".into())?;
+        Ok(Some(rec.clone()))
     }
 
     /// Stamp the end time and append the final snapshot.

@@ -295,44 +295,11 @@ impl UpdateCtx {
             current_version: Some(current.instance_id.clone()),
             ..MachineRequest::default()
         };
-        let mut attempts = 0;
-        loop {
-            attempts += 1;
-            let err = match self
-                .client
-                .update_machine(&self.app, &step.machine, &request, self.nonce.as_deref())
-                .await
-            {
-                Ok(updated) => return Ok((Touched { step, before }, updated.instance_id)),
-                Err(e) if e.is_unavailable() && attempts < UPDATE_ATTEMPTS => e,
-                Err(e) => return Err((step, e)),
-            };
-            // The answer was lost (5xx, timeout): whether Fly applied the update is unknown.
-            // Look before sending it again; `current_version` makes a late duplicate harmless.
-            tracing::warn!(app = %self.app, machine = %step.machine, error = %err, "update answer lost; checking whether it was applied");
-            tokio::time::sleep(std::time::Duration::from_millis(500 * attempts)).await;
-            match self.client.get_machine(&self.app, &step.machine).await {
-                Ok(now) if now.instance_id != current.instance_id => {
-                    let applied = now
-                        .config
-                        .as_ref()
-                        .is_some_and(|c| c.image == request.config.image);
-                    if applied {
-                        return Ok((Touched { step, before }, now.instance_id));
-                    }
-                    let why = format!(
-                        "{} changed under us (version {} → {}) while updating",
-                        step.machine, current.instance_id, now.instance_id
-                    );
-                    return Err((
-                        step,
-                        FlyError::local(crate::fly::FlyErrorKind::Conflict, "POST", "update", why),
-                    ));
-                }
-                Ok(_) => continue, // not applied: safe to send again
-                Err(_) => return Err((step, err)),
-            }
-        }
+        let version = self
+            .send(&step.machine, &request, &current.instance_id)
+            .await
+            .map_err(|e| (step.clone(), e))?;
+        Ok((Touched { step, before }, version))
     }
 
     /// Put the machine's previous config back, stamped with the rollback release.
@@ -354,11 +321,59 @@ impl UpdateCtx {
             skip_launch: t.step.skip_launch,
             ..MachineRequest::default()
         };
-        let updated = self
-            .client
-            .update_machine(&self.app, &t.step.machine, &request, self.nonce.as_deref())
-            .await?;
-        Ok(updated.instance_id)
+        let current = self.client.get_machine(&self.app, &t.step.machine).await?;
+        self.send(&t.step.machine, &request, &current.instance_id)
+            .await
+    }
+
+    /// Send an update of `machine` (now at `from_version`); the new version id. An update
+    /// whose answer is lost (5xx, timeout) is checked before it is sent again, up to
+    /// [`UPDATE_ATTEMPTS`] times: applied (new version with the image) → done; untouched →
+    /// re-sent; changed by someone else → `Conflict`.
+    async fn send(
+        &self,
+        machine: &str,
+        request: &MachineRequest,
+        from_version: &str,
+    ) -> Result<String, FlyError> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let err = match self
+                .client
+                .update_machine(&self.app, machine, request, self.nonce.as_deref())
+                .await
+            {
+                Ok(updated) => return Ok(updated.instance_id),
+                Err(e) if e.is_unavailable() && attempts < UPDATE_ATTEMPTS => e,
+                Err(e) => return Err(e),
+            };
+            tracing::warn!(app = %self.app, machine, error = %err, "update answer lost; checking whether it was applied");
+            tokio::time::sleep(std::time::Duration::from_millis(500 * attempts)).await;
+            match self.client.get_machine(&self.app, machine).await {
+                Ok(now) if now.instance_id != from_version => {
+                    if now
+                        .config
+                        .as_ref()
+                        .is_some_and(|c| c.image == request.config.image)
+                    {
+                        return Ok(now.instance_id);
+                    }
+                    let why = format!(
+                        "{machine} changed under us (version {from_version} → {}) while updating",
+                        now.instance_id
+                    );
+                    return Err(FlyError::local(
+                        crate::fly::FlyErrorKind::Conflict,
+                        "POST",
+                        "update",
+                        why,
+                    ));
+                }
+                Ok(_) => continue, // not applied: safe to send again
+                Err(_) => return Err(err),
+            }
+        }
     }
 }
 
