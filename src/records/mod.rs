@@ -154,13 +154,21 @@ impl RecordStore {
             }
         };
         let mut latest: Vec<DeployRecord> = Vec::new();
-        for line in BufReader::new(file).lines() {
-            let line = line.map_err(|source| StoreError::Io {
+        let lines: Vec<String> = BufReader::new(file)
+            .lines()
+            .collect::<Result<_, _>>()
+            .map_err(|source| StoreError::Io {
                 path: self.journal.clone(),
                 source,
             })?;
-            // A line that does not parse is a torn write from a crash; skip it.
-            let Ok(parsed) = serde_json::from_str::<Line>(&line) else {
+        let last = lines.len().saturating_sub(1);
+        for (n, line) in lines.iter().enumerate() {
+            // A last line that does not parse is a torn write from a crash (the next writer
+            // cuts it); anywhere else it is damage worth a warning.
+            let Ok(parsed) = serde_json::from_str::<Line>(line) else {
+                if n != last {
+                    tracing::warn!(journal = %self.journal.display(), line = n + 1, "skipping a damaged record line");
+                }
                 continue;
             };
             let rec = parsed.record;

@@ -528,3 +528,18 @@ fn in_memory_files_load_like_a_directory() {
 
 mod dirs;
 mod rules;
+
+#[test]
+fn an_unknown_stop_signal_is_an_error() {
+    let text = "apiVersion: opsctl.dev/v1alpha1\nkind: FlyApp\nmetadata: {name: web}\nspec:\n  image: registry.fly.io/web:v1\n  processGroups: {app: {regions: {iad: 1}}}\n  checks: {alive: {type: tcp, port: 8080}}\n  stop: {signal: SIGFOO}\n";
+    let err = crate::load_str("web.yaml".as_ref(), text).unwrap_err();
+    assert!(
+        err.diagnostics
+            .iter()
+            .any(|d| d.message.contains("unknown stop signal `SIGFOO`") && d.line == 8),
+        "{:?}",
+        err.diagnostics
+    );
+    let ok = text.replace("SIGFOO", "SIGTERM");
+    assert!(crate::load_str("web.yaml".as_ref(), &ok).is_ok());
+}

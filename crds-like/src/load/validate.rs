@@ -415,7 +415,36 @@ fn deploy(c: &mut Checker<'_>, spec: &FlyAppSpec) {
     }
 }
 
+/// Signals Fly accepts for `kill_signal` / `stop_config.signal` (Fly docs, "fly.toml
+/// configuration": kill_signal), with or without the `SIG` prefix.
+const STOP_SIGNALS: [&str; 7] = [
+    "SIGINT", "SIGTERM", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGKILL", "SIGSTOP",
+];
+
+fn stop_signal(c: &mut Checker<'_>, spec: &FlyAppSpec) {
+    let Some(signal) = spec.stop.as_ref().and_then(|s| s.signal.as_deref()) else {
+        return;
+    };
+    let upper = signal.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    if !STOP_SIGNALS.contains(&full.as_str()) {
+        c.error(
+            &path(&["spec", "stop", "signal"]),
+            format!(
+                "unknown stop signal `{signal}`: expected one of {}",
+                STOP_SIGNALS.join(", ")
+            ),
+            Some("Fly sends this signal to stop a machine; SIGINT is its default".to_owned()),
+        );
+    }
+}
+
 fn services(c: &mut Checker<'_>, spec: &FlyAppSpec) {
+    stop_signal(c, spec);
     for (i, svc) in spec.services.iter().enumerate() {
         let sp = path(&["spec", "services"]).index(i);
         if !matches!(svc.protocol.as_str(), "tcp" | "udp") {
