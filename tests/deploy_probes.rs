@@ -165,3 +165,35 @@ fn a_probe_that_cannot_see_is_a_warning_not_a_rollback() {
         );
     }
 }
+
+/// Bluegreen probes with green routed and blue cordoned but alive: a failing probe routes blue
+/// again and removes green, so nothing needs rolling back.
+#[test]
+fn a_failing_probe_in_bluegreen_puts_blue_back() {
+    let addr = target();
+    let sim = Sim::start();
+    let ws = workspace(&format!("http://{addr}/broken"), "2s");
+    ws.set_strategy("bluegreen");
+    let (code, shown, rec) = apply(&ws, &sim);
+    assert_eq!(code, Some(1), "{shown}");
+    assert_eq!(rec["status"], "failed", "{rec:#}");
+    assert!(
+        rec["reason"]
+            .as_str()
+            .unwrap()
+            .contains("blue serving again"),
+        "{rec:#}"
+    );
+    assert_eq!(
+        sim.images(),
+        vec![(M1.into(), OLD.into()), (M2.into(), OLD.into())]
+    );
+    for m in [M1, M2] {
+        let blue = sim.get(&format!("/v1/apps/lowendinsight/machines/{m}"));
+        assert_eq!(
+            (blue["state"].as_str(), blue["cordoned"].as_bool()),
+            (Some("started"), Some(false)),
+            "{blue}"
+        );
+    }
+}

@@ -244,17 +244,52 @@ impl Deployer {
             }
         }
         self.done(rec, "green serving")?;
-        self.intend(
-            rec,
-            format!("cordon, stop and destroy blue {}", blue.join(", ")),
-        )?;
+        self.intend(rec, format!("cordon blue {}", blue.join(", ")))?;
+        for blue_id in &blue {
+            let nonce = leases.get(blue_id).map(String::as_str);
+            let _ = self
+                .client
+                .machine_action(&name, blue_id, MachineAction::Cordon, nonce)
+                .await;
+        }
+        self.done(rec, "only green routed")?;
+        // Probe while blue is still there: a failing probe puts blue back into routing and
+        // removes green, so nothing needs rolling back.
+        if let Err(reason) = self.probe_stage(app, rec).await? {
+            self.intend(
+                rec,
+                format!(
+                    "probe failed: route blue {} again and destroy green {}",
+                    blue.join(", "),
+                    ids.join(", ")
+                ),
+            )?;
+            for blue_id in &blue {
+                let nonce = leases.get(blue_id).map(String::as_str);
+                let _ = self
+                    .client
+                    .machine_action(&name, blue_id, MachineAction::Uncordon, nonce)
+                    .await;
+            }
+            for (_, id, _) in &green {
+                let _ = self.client.destroy_machine(&name, id, None).await;
+            }
+            self.done(rec, "blue serving again")?;
+            for m in &mut rec.machines {
+                m.result = MachineResult::Skipped;
+            }
+            let _ = self.client.update_release(&release.id, "failed").await;
+            return self.finish(
+                rec,
+                DeployStatus::Failed,
+                format!("{reason}; green destroyed, blue serving again"),
+            );
+        }
+        self.intend(rec, format!("stop and destroy blue {}", blue.join(", ")))?;
         let mut problems = Vec::new();
         for (blue_id, green_id, _) in &green {
             let nonce = leases.get(blue_id).map(String::as_str);
             let steps = [
-                self.client
-                    .machine_action(&name, blue_id, MachineAction::Cordon, nonce)
-                    .await,
                 self.client
                     .machine_action(&name, blue_id, MachineAction::Stop, nonce)
                     .await,
