@@ -21,18 +21,15 @@ fn deploys(state: &Path) -> Vec<serde_json::Value> {
     v["deploys"].as_array().cloned().unwrap_or_default()
 }
 
-#[test]
-fn a_commit_triggers_a_rollout_recorded_with_its_sha() {
-    let sim = Sim::start();
-    // The checkout starts on the image Fly already runs: nothing to do at start-up.
+/// A git checkout of the manifests on OLD (what Fly runs), and `opsctl run` started on it.
+fn start_run(sim: &Sim) -> (Workspace, std::path::PathBuf, std::process::Child, Lines) {
     let ws = Workspace::new(OLD);
     let repo = ws.manifests();
     git(&repo, &["init", "-q", "-b", "main"]);
     git(&repo, &["add", "."]);
     git(&repo, &["commit", "-q", "-m", "LowEndInsight on OLD"]);
-
     let mut child = ws
-        .opsctl(&sim)
+        .opsctl(sim)
         .args(["run", "--resync", "1h", "--poll", "100ms"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -44,6 +41,14 @@ fn a_commit_triggers_a_rollout_recorded_with_its_sha() {
         "{}",
         lines.all()
     );
+    (ws, repo, child, lines)
+}
+
+#[test]
+fn a_commit_triggers_a_rollout_recorded_with_its_sha() {
+    let sim = Sim::start();
+    // The checkout starts on the image Fly already runs: nothing to do at start-up.
+    let (ws, repo, mut child, lines) = start_run(&sim);
 
     // A broken commit is rejected whole; nothing is deployed.
     std::fs::write(
@@ -106,24 +111,7 @@ fn a_commit_triggers_a_rollout_recorded_with_its_sha() {
 #[test]
 fn run_is_quiet_when_idle_deploys_only_commits_and_retries_after_an_outage() {
     let sim = Sim::start();
-    let ws = Workspace::new(OLD);
-    let repo = ws.manifests();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "LowEndInsight on OLD"]);
-    let mut child = ws
-        .opsctl(&sim)
-        .args(["run", "--resync", "1h", "--poll", "100ms"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let lines = Lines::collect(&mut child);
-    assert!(
-        lines.wait_for("reconciler started", Duration::from_secs(20)),
-        "{}",
-        lines.all()
-    );
+    let (ws, repo, mut child, lines) = start_run(&sim);
     std::thread::sleep(Duration::from_millis(500));
 
     // Idle: no Fly traffic at all for 2 s (the start-up pass is over).
