@@ -27,6 +27,29 @@ use super::ids::new_request_id;
 use super::state::SimState;
 use super::{faults, limits};
 
+/// Registering a Fly API route once: the path template is both the route and the name it is
+/// counted, limited and faulted under, so it is written once.
+pub trait FlyRoutes {
+    /// `router.route(template, fly_api(state, template, handlers))`.
+    fn fly_route(
+        self,
+        state: &SimState,
+        template: &'static str,
+        handlers: MethodRouter<SimState>,
+    ) -> Self;
+}
+
+impl FlyRoutes for axum::Router<SimState> {
+    fn fly_route(
+        self,
+        state: &SimState,
+        template: &'static str,
+        handlers: MethodRouter<SimState>,
+    ) -> Self {
+        self.route(template, fly_api(state, template, handlers))
+    }
+}
+
 /// Wraps one route's handlers: counted under `"METHOD template"`, transport faults,
 /// authenticated, rate limited, call faults (the last layer added runs first).
 pub fn fly_api(

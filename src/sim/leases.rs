@@ -9,6 +9,7 @@
 //! Expiry is on the virtual clock, so `/__sim/advance` expires leases. Which mutations the
 //! lease guards is decided by [`super::machines`], through [`SimMachine::guard`].
 
+use crate::sim::auth::FlyRoutes;
 use std::time::Duration;
 
 use axum::Json;
@@ -20,7 +21,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::{Value, json};
 
-use super::auth::fly_api;
 use super::clock::to_chrono;
 use super::error::{SimError, parse_body};
 use super::ids::new_nonce;
@@ -35,13 +35,10 @@ const DEFAULT_LEASE_TTL_S: u64 = 30;
 /// The lease route.
 pub fn routes(state: &SimState) -> Router<SimState> {
     let path = "/v1/apps/{app}/machines/{id}/lease";
-    Router::new().route(
+    Router::new().fly_route(
+        state,
         path,
-        fly_api(
-            state,
-            path,
-            get(get_lease).post(acquire_lease).delete(release_lease),
-        ),
+        get(get_lease).post(acquire_lease).delete(release_lease),
     )
 }
 

@@ -19,6 +19,7 @@
 //!   before its exit line, at level `info` for exit code 0, else `error`.
 //!   Machine lines live as long as the machine keeps the event (its last 100).
 
+use crate::sim::auth::FlyRoutes;
 use std::time::Duration;
 
 use axum::Json;
@@ -29,7 +30,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_saphyr::Spanned;
 
-use super::auth::fly_api;
 use super::clock::{DurationStr, to_chrono};
 use super::error::SimError;
 use super::machine::SimMachine;
@@ -41,7 +41,7 @@ const LOGS: &str = "/v1/apps/{app}/logs";
 
 /// The logs route.
 pub fn routes(state: &SimState) -> Router<SimState> {
-    Router::new().route(LOGS, fly_api(state, LOGS, get(logs)))
+    Router::new().fly_route(state, LOGS, get(logs))
 }
 
 /// A log line as written under `apps[].logs` in a scenario.

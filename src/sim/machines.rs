@@ -8,6 +8,7 @@
 //! required) and every error is Fly's `{"error": …}` JSON. Only `wait` awaits, polling the
 //! world every 20 ms of real time without holding the lock.
 
+use crate::sim::auth::FlyRoutes;
 use std::time::Duration;
 
 use axum::Json;
@@ -19,7 +20,6 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::auth::fly_api;
 use super::clock::DurationStr;
 use super::error::{SimError, parse_body, parse_required};
 use super::ids::machine_name;
@@ -43,76 +43,37 @@ pub(super) type MachinePath = Path<(String, String)>;
 pub fn routes(state: &SimState) -> Router<SimState> {
     let m = "/v1/apps/{app}/machines/{id}";
     Router::new()
-        .route(
-            "/v1/apps/{app}",
-            fly_api(state, "/v1/apps/{app}", get(get_app)),
-        )
-        .route(
+        .fly_route(state, "/v1/apps/{app}", get(get_app))
+        .fly_route(
+            state,
             "/v1/apps/{app}/machines",
-            fly_api(
-                state,
-                "/v1/apps/{app}/machines",
-                get(list_machines).post(create_machine),
-            ),
+            get(list_machines).post(create_machine),
         )
-        .route(
+        .fly_route(
+            state,
             m,
-            fly_api(
-                state,
-                m,
-                get(get_machine)
-                    .post(update_machine)
-                    .delete(destroy_machine),
-            ),
+            get(get_machine)
+                .post(update_machine)
+                .delete(destroy_machine),
         )
-        .route(
-            "/v1/apps/{app}/machines/{id}/stop",
-            fly_api(state, "/v1/apps/{app}/machines/{id}/stop", post(stop)),
-        )
-        .route(
-            "/v1/apps/{app}/machines/{id}/start",
-            fly_api(state, "/v1/apps/{app}/machines/{id}/start", post(start)),
-        )
-        .route(
-            "/v1/apps/{app}/machines/{id}/restart",
-            fly_api(state, "/v1/apps/{app}/machines/{id}/restart", post(restart)),
-        )
-        .route(
-            "/v1/apps/{app}/machines/{id}/cordon",
-            fly_api(state, "/v1/apps/{app}/machines/{id}/cordon", post(cordon)),
-        )
-        .route(
+        .fly_route(state, "/v1/apps/{app}/machines/{id}/stop", post(stop))
+        .fly_route(state, "/v1/apps/{app}/machines/{id}/start", post(start))
+        .fly_route(state, "/v1/apps/{app}/machines/{id}/restart", post(restart))
+        .fly_route(state, "/v1/apps/{app}/machines/{id}/cordon", post(cordon))
+        .fly_route(
+            state,
             "/v1/apps/{app}/machines/{id}/uncordon",
-            fly_api(
-                state,
-                "/v1/apps/{app}/machines/{id}/uncordon",
-                post(uncordon),
-            ),
+            post(uncordon),
         )
-        .route(
-            "/v1/apps/{app}/machines/{id}/wait",
-            fly_api(state, "/v1/apps/{app}/machines/{id}/wait", get(wait)),
-        )
-        .route(
-            "/v1/apps/{app}/machines/{id}/suspend",
-            fly_api(state, "/v1/apps/{app}/machines/{id}/suspend", post(suspend)),
-        )
-        .route(
-            "/v1/apps/{app}/machines/{id}/signal",
-            fly_api(state, "/v1/apps/{app}/machines/{id}/signal", post(signal)),
-        )
-        .route(
+        .fly_route(state, "/v1/apps/{app}/machines/{id}/wait", get(wait))
+        .fly_route(state, "/v1/apps/{app}/machines/{id}/suspend", post(suspend))
+        .fly_route(state, "/v1/apps/{app}/machines/{id}/signal", post(signal))
+        .fly_route(
+            state,
             "/v1/apps/{app}/machines/{id}/versions",
-            fly_api(
-                state,
-                "/v1/apps/{app}/machines/{id}/versions",
-                get(versions),
-            ),
+            get(versions),
         )
-        .route(
-            "/v1/apps/{app}/machines/{id}/events",
-            fly_api(state, "/v1/apps/{app}/machines/{id}/events", get(events)),
-        )
+        .fly_route(state, "/v1/apps/{app}/machines/{id}/events", get(events))
 }
 
 pub(super) fn nonce(headers: &HeaderMap) -> Option<&str> {

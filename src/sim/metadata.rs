@@ -8,6 +8,7 @@
 //! the given keys into the map; `PUT` replaces the map. Fly's docs give both the same body
 //! and do not say how they differ; this is our reading. `updated_at` is accepted and ignored.
 
+use crate::sim::auth::FlyRoutes;
 use std::collections::BTreeMap;
 
 use axum::Json;
@@ -19,7 +20,6 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::auth::fly_api;
 use super::error::{SimError, parse_required};
 use super::machines::{MachinePath, live};
 use super::state::SimState;
@@ -30,23 +30,17 @@ const KEY: &str = "/v1/apps/{app}/machines/{id}/metadata/{key}";
 /// The metadata routes.
 pub fn routes(state: &SimState) -> Router<SimState> {
     Router::new()
-        .route(
+        .fly_route(
+            state,
             MAP,
-            fly_api(
-                state,
-                MAP,
-                get(get_metadata).patch(patch_metadata).put(put_metadata),
-            ),
+            get(get_metadata).patch(patch_metadata).put(put_metadata),
         )
-        .route(
+        .fly_route(
+            state,
             KEY,
-            fly_api(
-                state,
-                KEY,
-                get(get_metadata_key)
-                    .post(set_metadata)
-                    .delete(delete_metadata),
-            ),
+            get(get_metadata_key)
+                .post(set_metadata)
+                .delete(delete_metadata),
         )
 }
 

@@ -11,6 +11,7 @@
 //! server answers. Anything else gets a GraphQL error with code `INVALID`.
 //! GraphQL errors arrive with HTTP 200, as Fly sends them.
 
+use crate::sim::auth::FlyRoutes;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -20,7 +21,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use serde_json::{Map, Value, json};
 
-use super::auth::fly_api;
 use super::error::{SimError, parse_required};
 use super::scenario::ReleaseStatus;
 use super::state::{SimState, World};
@@ -35,26 +35,14 @@ const DEFAULT_LIMIT: usize = 25;
 /// GraphQL and REST release routes.
 pub fn routes(state: &SimState) -> Router<SimState> {
     Router::new()
-        .route("/graphql", fly_api(state, "/graphql", post(graphql)))
-        .route(
-            "/api/v1/releases",
-            fly_api(state, "/api/v1/releases", post(create_rest)),
-        )
-        .route(
-            "/api/v1/releases/{id}",
-            fly_api(state, "/api/v1/releases/{id}", patch(update_rest)),
-        )
-        .route(
-            "/api/v1/apps/{app}/releases",
-            fly_api(state, "/api/v1/apps/{app}/releases", get(list_rest)),
-        )
-        .route(
+        .fly_route(state, "/graphql", post(graphql))
+        .fly_route(state, "/api/v1/releases", post(create_rest))
+        .fly_route(state, "/api/v1/releases/{id}", patch(update_rest))
+        .fly_route(state, "/api/v1/apps/{app}/releases", get(list_rest))
+        .fly_route(
+            state,
             "/api/v1/apps/{app}/releases/current",
-            fly_api(
-                state,
-                "/api/v1/apps/{app}/releases/current",
-                get(current_rest),
-            ),
+            get(current_rest),
         )
 }
 

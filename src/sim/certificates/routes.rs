@@ -11,6 +11,7 @@
 //! | `DELETE …/certificates/{hostname}/acme` | detail without the Fly certificate |
 //! | `DELETE …/certificates/{hostname}/custom` | detail without the custom one, + `warning` |
 
+use crate::sim::auth::FlyRoutes;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -22,7 +23,6 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{CertificateDetail, SimCertificate, valid_hostname};
-use crate::sim::auth::fly_api;
 use crate::sim::error::{SimError, parse_required};
 use crate::sim::machines::{Query_, param};
 use crate::sim::state::SimState;
@@ -38,16 +38,13 @@ const ONE_CUSTOM: &str = "/v1/apps/{app}/certificates/{hostname}/custom";
 /// The certificate routes.
 pub fn routes(state: &SimState) -> Router<SimState> {
     Router::new()
-        .route(LIST, fly_api(state, LIST, get(list)))
-        .route(ACME, fly_api(state, ACME, post(add_acme)))
-        .route(CUSTOM, fly_api(state, CUSTOM, post(add_custom)))
-        .route(ONE, fly_api(state, ONE, get(show).delete(remove)))
-        .route(CHECK, fly_api(state, CHECK, post(check)))
-        .route(ONE_ACME, fly_api(state, ONE_ACME, delete(remove_acme)))
-        .route(
-            ONE_CUSTOM,
-            fly_api(state, ONE_CUSTOM, delete(remove_custom)),
-        )
+        .fly_route(state, LIST, get(list))
+        .fly_route(state, ACME, post(add_acme))
+        .fly_route(state, CUSTOM, post(add_custom))
+        .fly_route(state, ONE, get(show).delete(remove))
+        .fly_route(state, CHECK, post(check))
+        .fly_route(state, ONE_ACME, delete(remove_acme))
+        .fly_route(state, ONE_CUSTOM, delete(remove_custom))
 }
 
 type HostPath = Path<(String, String)>;
