@@ -11,6 +11,8 @@
 //!   with positions and quoting), `de` (typed reading that goes on after a mistake), `scalar`
 //!   (the "quote it" rules), `validate` (rules beyond types).
 //! - [`flyapp`]: the `FlyApp` kind: serde types, defaults, Fly's VM presets.
+//! - [`kinds`]: the other kinds (`GovernancePolicy`, `HealthSLO`, `CertWindow`,
+//!   `MaintenanceSchedule`, `Runbook`, `AlertRoute`), one module each.
 //! - [`duration`]: durations written with units (`90s`, `5m`).
 //! - [`image_ref`]: image references (`registry.fly.io/APP:TAG`), by the distribution/reference
 //!   grammar.
@@ -23,6 +25,7 @@ pub mod duration;
 pub mod flyapp;
 pub mod image_ref;
 pub mod import;
+pub mod kinds;
 pub mod load;
 pub mod regions;
 
@@ -30,8 +33,8 @@ pub use duration::DurationStr;
 pub use flyapp::FlyAppSpec;
 pub use import::{ImportError, Imported, import_fly_toml};
 pub use load::{
-    Diagnostic, FlyApp, KNOWN_KINDS, LoadError, ManifestSet, Metadata, load_dir, load_files,
-    load_str,
+    Diagnostic, FlyApp, KNOWN_KINDS, LoadError, Manifest, ManifestSet, Metadata, load_dir,
+    load_files, load_str,
 };
 
 /// The `apiVersion` every manifest carries.

@@ -37,9 +37,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::API_VERSION;
 use crate::flyapp::FlyAppSpec;
+use crate::kinds::{
+    AlertRouteSpec, CertWindowSpec, GovernancePolicySpec, HealthSloSpec, MaintenanceScheduleSpec,
+    RunbookSpec,
+};
 use de::{Ctx, NodeDe};
 use path::FieldPath;
 use tree::{Document, Node, Pos, Value};
+
+pub(crate) use validate::Checker;
 
 /// `metadata` of any manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,11 +90,42 @@ impl FlyApp {
     }
 }
 
+/// A loaded manifest of a kind other than `FlyApp` (`S` is its spec type, see
+/// [`crate::kinds`]) and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest<S> {
+    /// `metadata`.
+    pub metadata: Metadata,
+    /// `spec`.
+    pub spec: S,
+    /// File it was read from.
+    pub file: PathBuf,
+}
+
+impl<S> Manifest<S> {
+    /// `metadata.name`.
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+}
+
 /// A valid, complete manifest set.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ManifestSet {
     /// `FlyApp` manifests, sorted by app name.
     pub apps: Vec<FlyApp>,
+    /// `GovernancePolicy` manifests, sorted by name (none: the ADR's defaults apply).
+    pub policies: Vec<Manifest<GovernancePolicySpec>>,
+    /// `HealthSLO` manifests, sorted by name.
+    pub slos: Vec<Manifest<HealthSloSpec>>,
+    /// `CertWindow` manifests, sorted by name.
+    pub cert_windows: Vec<Manifest<CertWindowSpec>>,
+    /// `MaintenanceSchedule` manifests, sorted by name.
+    pub schedules: Vec<Manifest<MaintenanceScheduleSpec>>,
+    /// `Runbook` manifests, sorted by name.
+    pub runbooks: Vec<Manifest<RunbookSpec>>,
+    /// `AlertRoute` manifests, sorted by name.
+    pub alert_routes: Vec<Manifest<AlertRouteSpec>>,
     /// How many manifest files (`*.yaml`, `*.yml`) were read. 0 means none was found: the set is
     /// valid and empty, and, from [`load_dir`], `warnings` holds "no manifests (*.yaml, *.yml)
     /// found" naming the directory (see [`ManifestSet::found_no_files`]).
@@ -158,8 +195,7 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// Every kind DESIGN.md §3 defines. Only `FlyApp` is read yet; the others are recognised so
-/// that their manifests get "not supported yet" rather than "unknown kind".
+/// Every kind DESIGN.md §3 defines.
 pub const KNOWN_KINDS: &[&str] = &[
     "FlyApp",
     "HealthSLO",
@@ -301,11 +337,23 @@ struct Loaded {
     app_name_pos: Pos,
 }
 
+/// A manifest of another kind read without errors, and where its name was written.
+struct Named<S> {
+    manifest: Manifest<S>,
+    name_pos: Pos,
+}
+
 #[derive(Default)]
 struct Loader {
     errors: Vec<Diagnostic>,
     warnings: Vec<Diagnostic>,
     apps: Vec<Loaded>,
+    policies: Vec<Named<GovernancePolicySpec>>,
+    slos: Vec<Named<HealthSloSpec>>,
+    cert_windows: Vec<Named<CertWindowSpec>>,
+    schedules: Vec<Named<MaintenanceScheduleSpec>>,
+    runbooks: Vec<Named<RunbookSpec>>,
+    alert_routes: Vec<Named<AlertRouteSpec>>,
     /// Manifest files found (for [`ManifestSet::files`]).
     files: usize,
 }
@@ -443,37 +491,125 @@ impl Loader {
                         self.errors.extend(checker.errors);
                         return;
                     }
-                    let name_pos = path::locate(root, &FieldPath::default().key("metadata").key("name")).0.pos;
+                    let name_pos =
+                        path::locate(root, &FieldPath::default().key("metadata").key("name"))
+                            .0
+                            .pos;
                     let app_name_pos = match root.get("spec").and_then(|s| s.value.get("app")) {
                         Some(e) => e.value.pos,
                         None => name_pos,
                     };
                     self.apps.push(Loaded {
-                        app: FlyApp { metadata, spec, file: file.to_path_buf() },
+                        app: FlyApp {
+                            metadata,
+                            spec,
+                            file: file.to_path_buf(),
+                        },
                         name_pos,
                         app_name_pos,
                     });
                 }
             }
-            "HealthSLO" | "CertWindow" | "GovernancePolicy" | "MaintenanceSchedule" | "Runbook"
-            | "AlertRoute" => self.error(
-                file,
-                kind_pos,
-                Some("kind"),
-                format!("kind `{kind}` is not supported yet: this version of opsctl reads FlyApp manifests only"),
-                Some("move this manifest out of the manifest directory until a later opsctl supports it".to_owned()),
-            ),
+            "GovernancePolicy" => {
+                let m = self.kind(
+                    file,
+                    root,
+                    metadata,
+                    &spec.value,
+                    crate::kinds::governance::rules,
+                );
+                self.policies.extend(m);
+            }
+            "HealthSLO" => {
+                let m = self.kind(
+                    file,
+                    root,
+                    metadata,
+                    &spec.value,
+                    crate::kinds::health_slo::rules,
+                );
+                self.slos.extend(m);
+            }
+            "CertWindow" => {
+                let m = self.kind(
+                    file,
+                    root,
+                    metadata,
+                    &spec.value,
+                    crate::kinds::cert_window::rules,
+                );
+                self.cert_windows.extend(m);
+            }
+            "MaintenanceSchedule" => {
+                let m = self.kind(
+                    file,
+                    root,
+                    metadata,
+                    &spec.value,
+                    crate::kinds::maintenance::rules,
+                );
+                self.schedules.extend(m);
+            }
+            "Runbook" => {
+                let m = self.kind(
+                    file,
+                    root,
+                    metadata,
+                    &spec.value,
+                    crate::kinds::runbook::rules,
+                );
+                self.runbooks.extend(m);
+            }
+            "AlertRoute" => {
+                let m = self.kind(
+                    file,
+                    root,
+                    metadata,
+                    &spec.value,
+                    crate::kinds::alert_route::rules,
+                );
+                self.alert_routes.extend(m);
+            }
             other => {
-                let help = spelling::suggest(other, KNOWN_KINDS).map(|s| format!("did you mean `{s}`?"));
+                let help =
+                    spelling::suggest(other, KNOWN_KINDS).map(|s| format!("did you mean `{s}`?"));
                 self.error(
                     file,
                     kind_pos,
                     Some("kind"),
-                    format!("unknown kind `{other}`: known kinds are {}", KNOWN_KINDS.join(", ")),
+                    format!(
+                        "unknown kind `{other}`: known kinds are {}",
+                        KNOWN_KINDS.join(", ")
+                    ),
                     help,
                 );
             }
         }
+    }
+
+    /// A manifest of a kind other than `FlyApp`: its spec read as `S` and checked by `rules`;
+    /// `None` when the metadata or the spec had an error (already recorded).
+    fn kind<S: serde::de::DeserializeOwned>(
+        &mut self,
+        file: &Path,
+        root: &Node,
+        metadata: Option<Metadata>,
+        spec: &Node,
+        rules: impl FnOnce(&mut Checker<'_>, &S),
+    ) -> Option<Named<S>> {
+        let spec = self.read::<S>(file, spec, "spec", rules, root)?;
+        let metadata = metadata?;
+        let name_pos = path::locate(root, &FieldPath::default().key("metadata").key("name"))
+            .0
+            .pos;
+        Some(Named {
+            manifest: Manifest {
+                metadata,
+                spec,
+                file: file.to_path_buf(),
+            },
+            name_pos,
+        })
     }
 
     /// Read `node` as a `T` at field `name`, then run `rules` on it when it was read cleanly.
@@ -559,6 +695,12 @@ impl Loader {
             }
         }
         self.errors.extend(duplicates);
+        let policies = unique(&mut self.errors, "GovernancePolicy", self.policies);
+        let slos = unique(&mut self.errors, "HealthSLO", self.slos);
+        let cert_windows = unique(&mut self.errors, "CertWindow", self.cert_windows);
+        let schedules = unique(&mut self.errors, "MaintenanceSchedule", self.schedules);
+        let runbooks = unique(&mut self.errors, "Runbook", self.runbooks);
+        let alert_routes = unique(&mut self.errors, "AlertRoute", self.alert_routes);
 
         let order = |a: &Diagnostic, b: &Diagnostic| {
             (&a.file, a.line, a.column).cmp(&(&b.file, b.line, b.column))
@@ -575,10 +717,56 @@ impl Loader {
         apps.sort_by(|a, b| (a.app_name(), &a.file).cmp(&(b.app_name(), &b.file)));
         Ok(ManifestSet {
             apps,
+            policies,
+            slos,
+            cert_windows,
+            schedules,
+            runbooks,
+            alert_routes,
             files: self.files,
             warnings: self.warnings,
         })
     }
+}
+
+/// The manifests of one kind sorted by name, with an error for each name used twice.
+fn unique<S>(
+    errors: &mut Vec<Diagnostic>,
+    kind: &str,
+    mut found: Vec<Named<S>>,
+) -> Vec<Manifest<S>> {
+    found.sort_by(|a, b| {
+        (&a.manifest.metadata.name, &a.manifest.file, a.name_pos.line).cmp(&(
+            &b.manifest.metadata.name,
+            &b.manifest.file,
+            b.name_pos.line,
+        ))
+    });
+    let mut kept: Vec<Named<S>> = Vec::new();
+    for named in found {
+        if let Some(first) = kept
+            .iter()
+            .find(|k| k.manifest.metadata.name == named.manifest.metadata.name)
+        {
+            errors.push(Diagnostic {
+                file: named.manifest.file.clone(),
+                line: named.name_pos.line,
+                column: named.name_pos.column,
+                field: Some("metadata.name".to_owned()),
+                message: format!(
+                    "duplicate {kind} `{}`: already defined at {}:{}:{}",
+                    named.manifest.metadata.name,
+                    first.manifest.file.display(),
+                    first.name_pos.line,
+                    first.name_pos.column
+                ),
+                help: Some("names are unique per kind; rename or remove one".to_owned()),
+            });
+        } else {
+            kept.push(named);
+        }
+    }
+    kept.into_iter().map(|n| n.manifest).collect()
 }
 
 #[cfg(test)]

@@ -331,16 +331,6 @@ fn envelope_errors() {
     );
     assert!(e.message.contains("expected `opsctl.dev/v1alpha1`"), "{e}");
     let e = single_error(
-        &GOOD.replace("kind: FlyApp", "kind: HealthSLO"),
-        2,
-        7,
-        Some("kind"),
-    );
-    assert!(
-        e.message.contains("kind `HealthSLO` is not supported yet"),
-        "{e}"
-    );
-    let e = single_error(
         &GOOD.replace("kind: FlyApp", "kind: FlyAp"),
         2,
         7,
@@ -543,3 +533,63 @@ fn an_unknown_stop_signal_is_an_error() {
     let ok = text.replace("SIGFOO", "SIGTERM");
     assert!(crate::load_str("web.yaml".as_ref(), &ok).is_ok());
 }
+
+#[test]
+fn every_kind_is_read_into_its_own_list_and_names_are_unique_per_kind() {
+    let text = KINDS_DOC.to_owned() + "---\n" + &GOOD;
+    let set = load_str(Path::new("m.yaml"), &text).expect("valid");
+    assert_eq!(set.apps.len(), 1);
+    assert_eq!(set.policies[0].name(), "default");
+    assert_eq!(set.slos.len(), 1);
+    assert_eq!(set.cert_windows.len(), 1);
+    assert_eq!(set.schedules.len(), 1);
+    assert_eq!(set.runbooks.len(), 1);
+    assert_eq!(set.alert_routes.len(), 1);
+
+    // The same name in two kinds is fine; twice in one kind is an error at the second.
+    let twice = format!(
+        "{KINDS_DOC}---\napiVersion: opsctl.dev/v1alpha1\nkind: Runbook\nmetadata: {{name: default}}\nspec: {{}}\n"
+    );
+    let err = load_str(Path::new("m.yaml"), &twice).expect_err("duplicate");
+    assert_eq!(err.diagnostics.len(), 1, "{:?}", err.diagnostics);
+    assert!(
+        err.diagnostics[0]
+            .message
+            .starts_with("duplicate Runbook `default`: already defined at m.yaml:"),
+        "{}",
+        err.diagnostics[0]
+    );
+}
+
+/// One manifest of each kind other than FlyApp, all named `default`, with empty specs.
+const KINDS_DOC: &str = "\
+apiVersion: opsctl.dev/v1alpha1
+kind: GovernancePolicy
+metadata: {name: default}
+spec: {}
+---
+apiVersion: opsctl.dev/v1alpha1
+kind: HealthSLO
+metadata: {name: default}
+spec: {}
+---
+apiVersion: opsctl.dev/v1alpha1
+kind: CertWindow
+metadata: {name: default}
+spec: {}
+---
+apiVersion: opsctl.dev/v1alpha1
+kind: MaintenanceSchedule
+metadata: {name: default}
+spec: {}
+---
+apiVersion: opsctl.dev/v1alpha1
+kind: Runbook
+metadata: {name: default}
+spec: {}
+---
+apiVersion: opsctl.dev/v1alpha1
+kind: AlertRoute
+metadata: {name: default}
+spec: {}
+";

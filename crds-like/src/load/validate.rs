@@ -59,28 +59,28 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn error(&mut self, path: &FieldPath, message: String, help: Option<String>) {
+    pub(crate) fn error(&mut self, path: &FieldPath, message: String, help: Option<String>) {
         let d = self.diag(path, At::Value, message, help);
         self.errors.push(d);
     }
 
-    fn key_error(&mut self, path: &FieldPath, message: String, help: Option<String>) {
+    pub(crate) fn key_error(&mut self, path: &FieldPath, message: String, help: Option<String>) {
         let d = self.diag(path, At::Key, message, help);
         self.errors.push(d);
     }
 
-    fn warn(&mut self, path: &FieldPath, message: String, help: Option<String>) {
+    pub(crate) fn warn(&mut self, path: &FieldPath, message: String, help: Option<String>) {
         let d = self.diag(path, At::Value, message, help);
         self.warnings.push(d);
     }
 
-    fn key_warn(&mut self, path: &FieldPath, message: String, help: Option<String>) {
+    pub(crate) fn key_warn(&mut self, path: &FieldPath, message: String, help: Option<String>) {
         let d = self.diag(path, At::Key, message, help);
         self.warnings.push(d);
     }
 
     /// Whether the manifest spells out the field at `path` (rather than taking its default).
-    fn is_written(&self, path: &FieldPath) -> bool {
+    pub(crate) fn is_written(&self, path: &FieldPath) -> bool {
         let mut node = self.root;
         for seg in &path.0 {
             let next = match seg {
@@ -96,7 +96,8 @@ impl<'a> Checker<'a> {
     }
 }
 
-fn path(keys: &[&str]) -> FieldPath {
+/// The field path of `keys` (`["spec", "deploy"]` → `spec.deploy`).
+pub(crate) fn path(keys: &[&str]) -> FieldPath {
     keys.iter().fold(FieldPath::default(), |p, k| p.key(k))
 }
 
