@@ -8,9 +8,14 @@
 //! and skipped by readers. One writer at a time: the writer holds an exclusive lock on
 //! `<state>/records.lock` for as long as it lives.
 //!
+//! Two shapes share the journal: deploys ([`DeployRecord`], a line's `record`) and every other
+//! kind ([`Record`]: incidents, postmortems, approvals, escalations, check findings; a line's
+//! `item`).
+//!
 //! Not here yet: the beads `issues.jsonl` export and the PostgreSQL backend (issues #7, #8).
 
 mod deploy;
+mod record;
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
@@ -23,6 +28,7 @@ pub use deploy::{
     DeployRecord, DeployStatus, MachineOutcome, MachineResult, ReleaseRef, RollbackRecord,
     StepRecord, Trigger,
 };
+pub use record::{Link, LinkKind, Record, RecordKind, RecordStatus};
 
 /// Store failures. The user fixes these (permissions, disk, another process).
 #[derive(Debug, thiserror::Error)]
@@ -40,12 +46,15 @@ pub enum StoreError {
     Locked(PathBuf),
 }
 
-/// One journal line.
+/// One journal line: a deploy snapshot (`record`) or another record's snapshot (`item`).
 #[derive(Debug, Serialize, Deserialize)]
 struct Line {
     /// Journal format version.
     v: u32,
-    record: DeployRecord,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    record: Option<DeployRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    item: Option<Record>,
 }
 
 /// The embedded record store.
@@ -116,6 +125,26 @@ impl RecordStore {
     /// [`StoreError::Io`]; a store opened with [`RecordStore::open_read`] refuses with
     /// `PermissionDenied`.
     pub fn append(&self, record: &DeployRecord) -> Result<(), StoreError> {
+        self.append_line(&Line {
+            v: 1,
+            record: Some(record.clone()),
+            item: None,
+        })
+    }
+
+    /// Append a snapshot of a non-deploy `record`, durably (fsync) before returning.
+    ///
+    /// # Errors
+    /// As [`RecordStore::append`].
+    pub fn append_record(&self, record: &Record) -> Result<(), StoreError> {
+        self.append_line(&Line {
+            v: 1,
+            record: None,
+            item: Some(record.clone()),
+        })
+    }
+
+    fn append_line(&self, line: &Line) -> Result<(), StoreError> {
         let io = |source| StoreError::Io {
             path: self.journal.clone(),
             source,
@@ -126,11 +155,7 @@ impl RecordStore {
                 "store opened read-only",
             )));
         };
-        let mut line = serde_json::to_vec(&Line {
-            v: 1,
-            record: record.clone(),
-        })
-        .map_err(|e| io(std::io::Error::other(e)))?;
+        let mut line = serde_json::to_vec(line).map_err(|e| io(std::io::Error::other(e)))?;
         line.push(b'\n');
         let mut guard = writer.lock().unwrap_or_else(|p| p.into_inner());
         guard.0.write_all(&line).map_err(io)?;
@@ -143,6 +168,64 @@ impl RecordStore {
     /// # Errors
     /// [`StoreError::Io`] when the journal exists but cannot be read.
     pub fn deploys(&self, app: Option<&str>) -> Result<Vec<DeployRecord>, StoreError> {
+        let mut latest: Vec<DeployRecord> = Vec::new();
+        let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for line in self.lines()? {
+            let Some(rec) = line.record else { continue };
+            if app.is_some_and(|a| a != rec.app) {
+                continue;
+            }
+            match index.get(&rec.id) {
+                Some(&i) => latest[i] = rec,
+                None => {
+                    index.insert(rec.id.clone(), latest.len());
+                    latest.push(rec);
+                }
+            }
+        }
+        latest.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.id.cmp(&a.id)));
+        Ok(latest)
+    }
+
+    /// Current state of every non-deploy record (newest snapshot per id) that `keep` accepts,
+    /// newest first (by `created_at`, then id).
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when the journal exists but cannot be read.
+    pub fn records(&self, keep: impl Fn(&Record) -> bool) -> Result<Vec<Record>, StoreError> {
+        let mut latest: Vec<Record> = Vec::new();
+        let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for line in self.lines()? {
+            let Some(rec) = line.item else { continue };
+            match index.get(&rec.id) {
+                Some(&i) => latest[i] = rec,
+                None => {
+                    index.insert(rec.id.clone(), latest.len());
+                    latest.push(rec);
+                }
+            }
+        }
+        latest.retain(|r| keep(r));
+        latest.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        Ok(latest)
+    }
+
+    /// Every snapshot of record `id`, oldest first (its history); empty when unknown.
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when the journal exists but cannot be read.
+    pub fn history_of(&self, id: &str) -> Result<Vec<Record>, StoreError> {
+        Ok(self
+            .lines()?
+            .into_iter()
+            .filter_map(|l| l.item)
+            .filter(|r| r.id == id)
+            .collect())
+    }
+
+    /// Every readable journal line, in order. A last line that does not parse is a torn write
+    /// from a crash (the next writer cuts it); anywhere else it is damage worth a warning.
+    fn lines(&self) -> Result<Vec<Line>, StoreError> {
         let file = match File::open(&self.journal) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
@@ -153,7 +236,6 @@ impl RecordStore {
                 });
             }
         };
-        let mut latest: Vec<DeployRecord> = Vec::new();
         let lines: Vec<String> = BufReader::new(file)
             .lines()
             .collect::<Result<_, _>>()
@@ -162,26 +244,17 @@ impl RecordStore {
                 source,
             })?;
         let last = lines.len().saturating_sub(1);
+        let mut parsed = Vec::with_capacity(lines.len());
         for (n, line) in lines.iter().enumerate() {
-            // A last line that does not parse is a torn write from a crash (the next writer
-            // cuts it); anywhere else it is damage worth a warning.
-            let Ok(parsed) = serde_json::from_str::<Line>(line) else {
-                if n != last {
+            match serde_json::from_str::<Line>(line) {
+                Ok(l) => parsed.push(l),
+                Err(_) if n == last => {}
+                Err(_) => {
                     tracing::warn!(journal = %self.journal.display(), line = n + 1, "skipping a damaged record line");
                 }
-                continue;
-            };
-            let rec = parsed.record;
-            if app.is_some_and(|a| a != rec.app) {
-                continue;
-            }
-            match latest.iter_mut().find(|r| r.id == rec.id) {
-                Some(slot) => *slot = rec,
-                None => latest.push(rec),
             }
         }
-        latest.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.id.cmp(&a.id)));
-        Ok(latest)
+        Ok(parsed)
     }
 }
 

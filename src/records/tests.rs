@@ -112,3 +112,40 @@ fn read_only_store_refuses_writes_and_reads_missing_journal_as_empty() {
             .is_err()
     );
 }
+
+#[test]
+fn other_records_share_the_journal_without_disturbing_deploys() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = RecordStore::open_write(dir.path()).unwrap();
+    let t = |m| Utc.with_ymd_and_hms(2026, 11, 29, 12, m, 0).unwrap();
+    store
+        .append(&record("d1", "a", 1, DeployStatus::Succeeded))
+        .unwrap();
+    let mut inc = Record::new(RecordKind::Incident, "a is down", t(2));
+    inc.app = Some("a".into());
+    inc.link(LinkKind::CausedBy, "d1");
+    inc.link(LinkKind::CausedBy, "d1");
+    store.append_record(&inc).unwrap();
+    let approval = Record::new(RecordKind::Approval, "deploy b", t(3));
+    store.append_record(&approval).unwrap();
+    inc.close("resolved", t(4));
+    store.append_record(&inc).unwrap();
+
+    assert_eq!(store.deploys(None).unwrap().len(), 1);
+    let all = store.records(|_| true).unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        [approval.id.as_str(), inc.id.as_str()],
+        "newest first, one entry per id"
+    );
+    assert_eq!(all[1].status, RecordStatus::Closed);
+    assert_eq!(all[1].links.len(), 1, "a link is added once");
+    assert!(inc.id.starts_with("incident-01"), "{}", inc.id);
+    let incidents = store.records(|r| r.kind == RecordKind::Incident).unwrap();
+    assert_eq!(incidents.len(), 1);
+    let history = store.history_of(&inc.id).unwrap();
+    assert_eq!(
+        history.iter().map(|r| r.status).collect::<Vec<_>>(),
+        [RecordStatus::Open, RecordStatus::Closed]
+    );
+}
