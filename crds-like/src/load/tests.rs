@@ -536,7 +536,7 @@ fn an_unknown_stop_signal_is_an_error() {
 
 #[test]
 fn every_kind_is_read_into_its_own_list_and_names_are_unique_per_kind() {
-    let text = KINDS_DOC.to_owned() + "---\n" + &GOOD;
+    let text = KINDS_DOC.to_owned() + "---\n" + GOOD;
     let set = load_str(Path::new("m.yaml"), &text).expect("valid");
     assert_eq!(set.apps.len(), 1);
     assert_eq!(set.policies[0].name(), "default");
