@@ -13,6 +13,7 @@
 //!   observed in the same types, and their normalisation.
 //! - [`rollout`]: the rolling plan, per-machine health verdicts, and the rollback decision.
 //! - [`history`]: decisions from past deploys: pinned-out images, pauses, rollback targets.
+//! - [`signal`]: what checks and pipelines report to the incident pipeline, and its fingerprint.
 #![warn(missing_docs)]
 
 pub mod diff;
@@ -20,6 +21,7 @@ pub mod history;
 pub mod machine_config;
 pub mod observed;
 pub mod rollout;
+pub mod signal;
 
 #[cfg(test)]
 mod testkit;

@@ -1,0 +1,166 @@
+//! Signals: what the maintenance checks, deploy health and log watchers report, and what the
+//! incident pipeline consumes (DESIGN.md §5; ADR §2). A signal is a fact about one app (or about
+//! opsctl's own view of Fly) at one instant; the incident pipeline turns signals into incidents
+//! by their [`Signal::fingerprint`].
+//!
+//! The fingerprint is built from typed fields only (app, kind, release, failure class), never
+//! from free text, so two reports of the same fault dedupe even when their wording differs.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One observation worth the incident pipeline's attention.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Signal {
+    /// Fly app name; `None` for signals about opsctl's own view (e.g. Fly unreachable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    /// What kind of fault.
+    pub kind: SignalKind,
+    /// Fly release version the app ran when seen, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<i64>,
+    /// A short, stable class of failure within the kind (`exit:1`, `critical:readyz`,
+    /// `status:503`, `timeout`); part of the fingerprint, so keep it free of ids, numbers that
+    /// change between reports, and text.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub class: String,
+    /// Which check or pipeline raised it (`maintenance/redis`, `deploy/health`).
+    pub source: String,
+    /// UTC.
+    pub at: DateTime<Utc>,
+    /// Machine concerned, when one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
+    /// Words for people. Not part of the fingerprint. Never holds a secret value.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    /// The deploy record this signal comes from, when a deploy raised it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy: Option<String>,
+}
+
+impl Signal {
+    /// `app/kind/release/class`, e.g. `lowendinsight/machine_exited/42/exit:1`; `-` stands for
+    /// an absent part. Stable across reports of the same fault.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{}/{}/{}/{}",
+            self.app.as_deref().unwrap_or("-"),
+            self.kind.as_str(),
+            self.release
+                .map_or_else(|| "-".to_owned(), |r| r.to_string()),
+            if self.class.is_empty() {
+                "-"
+            } else {
+                &self.class
+            },
+        )
+    }
+}
+
+/// Kinds of signals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignalKind {
+    /// A Fly machine check is critical or missing on a machine that should run.
+    CheckFailing,
+    /// An external probe from the manifest failed (status, body, timeout).
+    ProbeFailed,
+    /// A machine that should run is `stopped`/`failed`, or exited non-zero.
+    MachineDown,
+    /// A machine is in a crash loop (flyctl's rule).
+    CrashLoop,
+    /// A deploy failed health (the deploy pipeline rolled back or tried to).
+    DeployFailed,
+    /// A deploy left no healthy machine in a process group (BUG-02).
+    DeployOutage,
+    /// A TLS certificate has fewer days left than its window.
+    CertExpiring,
+    /// A certificate is not `active`/ready (pending validation, rate limited, errors).
+    CertNotReady,
+    /// PostgreSQL connections above the threshold.
+    PostgresConnections,
+    /// PostgreSQL unreachable.
+    PostgresDown,
+    /// Redis PING failed.
+    RedisDown,
+    /// Oban `available` jobs growing without bound.
+    QueueGrowth,
+    /// Cost estimate above twice the trailing average.
+    CostAnomaly,
+    /// An SLO burns its error budget too fast.
+    SloBurn,
+    /// A log line matched a known pattern (BEAM crash dump, `** (EXIT)`, …).
+    LogPattern,
+    /// opsctl could not observe (Fly API down, 429, tool missing): never the app's fault.
+    ObserverBlind,
+}
+
+impl SignalKind {
+    /// Snake-case name, as in JSON and fingerprints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CheckFailing => "check_failing",
+            Self::ProbeFailed => "probe_failed",
+            Self::MachineDown => "machine_down",
+            Self::CrashLoop => "crash_loop",
+            Self::DeployFailed => "deploy_failed",
+            Self::DeployOutage => "deploy_outage",
+            Self::CertExpiring => "cert_expiring",
+            Self::CertNotReady => "cert_not_ready",
+            Self::PostgresConnections => "postgres_connections",
+            Self::PostgresDown => "postgres_down",
+            Self::RedisDown => "redis_down",
+            Self::QueueGrowth => "queue_growth",
+            Self::CostAnomaly => "cost_anomaly",
+            Self::SloBurn => "slo_burn",
+            Self::LogPattern => "log_pattern",
+            Self::ObserverBlind => "observer_blind",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_ignores_wording_time_and_machine() {
+        let at = |s| Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, s).unwrap();
+        let a = Signal {
+            app: Some("lei".into()),
+            kind: SignalKind::MachineDown,
+            release: Some(42),
+            class: "exit:1".into(),
+            source: "maintenance/machines".into(),
+            at: at(0),
+            machine: Some("m1".into()),
+            detail: "machine m1 exited with code 1".into(),
+            deploy: None,
+        };
+        let b = Signal {
+            at: at(30),
+            machine: Some("m2".into()),
+            detail: "exited (1)".into(),
+            ..a.clone()
+        };
+        assert_eq!(a.fingerprint(), "lei/machine_down/42/exit:1");
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        let other_release = Signal {
+            release: Some(43),
+            ..a.clone()
+        };
+        assert_ne!(a.fingerprint(), other_release.fingerprint());
+        let blind = Signal {
+            app: None,
+            kind: SignalKind::ObserverBlind,
+            release: None,
+            class: String::new(),
+            ..a
+        };
+        assert_eq!(blind.fingerprint(), "-/observer_blind/-/-");
+    }
+}
