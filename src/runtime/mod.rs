@@ -8,4 +8,5 @@
 pub mod clock;
 pub mod deploy;
 pub mod git;
+pub mod queue;
 pub mod reconciler;
