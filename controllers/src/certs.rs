@@ -389,7 +389,7 @@ fn records_text(records: &[DnsRecord]) -> String {
         .iter()
         .map(|r| format!("{} {} {}", r.kind, r.name, r.value))
         .collect();
-    format!("create: {}", list.join("; "))
+    format!("Fly asks for: {}", list.join("; "))
 }
 
 /// Decides what is wrong with `hostname` of `app` under `window`, from Fly's view and the
