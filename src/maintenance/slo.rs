@@ -206,6 +206,66 @@ pub fn evaluate_slo(
     Ok(evaluate(app, slo.name(), &slo.spec, &series, now))
 }
 
+/// Evaluates every `HealthSLO` over a [`SampleStore`] and keeps the last report per SLO for
+/// `opsctl status` (budget left and burn rates per window).
+#[derive(Debug)]
+pub struct SloTracker {
+    store: SampleStore,
+    last: Mutex<std::collections::BTreeMap<String, SloReport>>,
+}
+
+impl SloTracker {
+    /// A tracker over `store`.
+    pub fn new(store: SampleStore) -> Self {
+        Self {
+            store,
+            last: Mutex::new(std::collections::BTreeMap::new()),
+        }
+    }
+
+    /// The store, to append probe results to.
+    pub fn store(&self) -> &SampleStore {
+        &self.store
+    }
+
+    /// Evaluates each of `slos` at `now` (UTC) and returns the `slo_burn` signals of the ones
+    /// whose alerts fire. An SLO whose samples cannot be read is skipped with a warning (its
+    /// last report stays as it was: unknown is not burning). SLOs no longer in `slos` are
+    /// forgotten.
+    pub fn evaluate_all(
+        &self,
+        slos: &[Manifest<HealthSloSpec>],
+        now: DateTime<Utc>,
+    ) -> Vec<opsctl_controllers::signal::Signal> {
+        let mut signals = Vec::new();
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        for slo in slos {
+            match evaluate_slo(&self.store, slo, now) {
+                Ok(report) => {
+                    signals.extend(report.signals());
+                    last.insert(slo.name().to_owned(), report);
+                }
+                Err(e) => {
+                    tracing::warn!(slo = slo.name(), error = %e, "SLO not evaluated: samples unreadable");
+                }
+            }
+        }
+        last.retain(|name, _| slos.iter().any(|s| s.name() == name));
+        signals
+    }
+
+    /// The last report per SLO, sorted by name: `objectives[].budget_remaining` and
+    /// `objectives[].burn_rates[]` (`opsctl_slo_burn_rate`), and which alerts fire.
+    pub fn status(&self) -> Vec<SloReport> {
+        self.last
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::{Duration, TimeZone};
@@ -311,5 +371,28 @@ mod tests {
         assert_eq!(signals[0].class, "availability:page");
         // 20 failures of 240: 8.3% of a 0.1% budget → the budget is overspent.
         assert!(report.objectives[0].budget_remaining.unwrap() < 0.0);
+
+        let tracker = SloTracker::new(store);
+        let signals = tracker.evaluate_all(std::slice::from_ref(&slo), now);
+        assert_eq!(signals.len(), 1);
+        assert_eq!(tracker.status()[0].objectives[0].period_bad, 20);
+        // An hour after the failures stopped, the 5-minute window is clean again: no page.
+        for i in 241..=360 {
+            let at = t0() + Duration::seconds(30 * i);
+            let ok = Sample {
+                at,
+                ok: true,
+                latency_ms: 90,
+            };
+            tracker.store().append("example-app", ok, at).unwrap();
+        }
+        let later = t0() + Duration::hours(3);
+        let signals = tracker.evaluate_all(std::slice::from_ref(&slo), later);
+        assert!(
+            signals.iter().all(|s| s.class != "availability:page"),
+            "{signals:?}"
+        );
+        assert!(tracker.evaluate_all(&[], later).is_empty());
+        assert!(tracker.status().is_empty());
     }
 }
