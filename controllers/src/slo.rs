@@ -280,10 +280,10 @@ impl SloReport {
                 at: self.at,
                 machine: None,
                 detail: format!(
-                    "{} SLO {} ({}%) burning: {}{budget}",
+                    "{} SLO {} ({}) burning: {}{budget}",
                     o.sli.as_str(),
                     self.slo,
-                    o.target * 100.0,
+                    opsctl_crds::kinds::health_slo::Ratio(o.target),
                     rules.join(", ")
                 ),
                 deploy: None,

@@ -178,6 +178,13 @@ fn the_outage_signal_is_a_page_with_a_stable_class() {
     assert_eq!(sa[0].class, "availability:page");
     assert_eq!(sa[0].fingerprint(), sb[0].fingerprint());
     assert!(sa[0].detail.contains("14.4× over 1h"), "{}", sa[0].detail);
+    assert!(
+        sa[0]
+            .detail
+            .starts_with("availability SLO lei (99.9%) burning"),
+        "{}",
+        sa[0].detail
+    );
     // Burn rates for status: every alert window, shortest first.
     let windows: Vec<u64> = a.objectives[0]
         .burn_rates

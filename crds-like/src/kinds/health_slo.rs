@@ -126,7 +126,8 @@ impl Ratio {
 
 impl fmt::Display for Ratio {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}%", self.0 * 100.0)
+        // Rounded to 6 decimals so 0.999 prints 99.9%, not 99.89999999999999%.
+        write!(f, "{}%", (self.0 * 100.0 * 1e6).round() / 1e6)
     }
 }
 
@@ -391,6 +392,13 @@ mod tests {
         let b = load("  availability: 0.999\n  latency: {threshold: 1s, target: \"95%\"}\n");
         assert_eq!(b.availability, Ratio(0.999));
         assert!((b.latency.unwrap().target.get() - 0.95).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ratios_print_as_percentages() {
+        assert_eq!(Ratio(0.999).to_string(), "99.9%");
+        assert_eq!(Ratio(0.9995).to_string(), "99.95%");
+        assert_eq!(Ratio(0.99).to_string(), "99%");
     }
 
     #[test]
