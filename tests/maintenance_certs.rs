@@ -222,6 +222,25 @@ async fn the_handshake_reads_the_served_not_after_even_when_expired() {
     }
 }
 
+/// With the platform's roots (the default, as reqwest's), a private CA's certificate is read
+/// and judged untrusted.
+#[tokio::test]
+async fn the_platform_verifier_judges_a_private_ca_untrusted_and_still_reads_it() {
+    let pki = Pki::new();
+    let soon = now() + days(13);
+    let probe = TlsProbe::new().connect_to(SOON, pki.serve(SOON, soon).await);
+    match probe.handshake(SOON).await {
+        HandshakeObservation::Seen {
+            not_after,
+            verdict: TlsVerdict::Untrusted { reason },
+        } => {
+            assert_eq!(not_after, soon);
+            assert!(!reason.is_empty());
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 /// Nothing listening, or nothing answering: unknown, never expired.
 #[tokio::test]
 async fn an_unreachable_host_is_unknown_not_expired() {
