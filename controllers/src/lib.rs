@@ -14,14 +14,19 @@
 //! - [`rollout`]: the rolling plan, per-machine health verdicts, and the rollback decision.
 //! - [`history`]: decisions from past deploys: pinned-out images, pauses, rollback targets.
 //! - [`signal`]: what checks and pipelines report to the incident pipeline, and its fingerprint.
+//! - [`certs`]: certificate windows: expiry (BUG-23), not-ready and rate-limited certificates
+//!   (BUG-21), Fly's view against the TLS handshake's.
+//! - [`slo`]: `HealthSLO` evaluation: error budget, burn rates, multi-window alerts.
 #![warn(missing_docs)]
 
+pub mod certs;
 pub mod diff;
 pub mod history;
 pub mod machine_config;
 pub mod observed;
 pub mod rollout;
 pub mod signal;
+pub mod slo;
 
 #[cfg(test)]
 mod testkit;

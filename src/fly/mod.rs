@@ -2,6 +2,7 @@
 //! retries; [`transport`]), errors ([`error`]), the wire types it shares with the simulator
 //! ([`wire`]), and the conversion of what Fly reports into domain observations ([`observe`]).
 
+pub mod certificates;
 pub mod client;
 pub mod error;
 pub mod observe;
