@@ -13,12 +13,15 @@
 //!   observed in the same types, and their normalisation.
 //! - [`rollout`]: the rolling plan, per-machine health verdicts, and the rollback decision.
 //! - [`history`]: decisions from past deploys: pinned-out images, pauses, rollback targets.
+//! - [`maintenance`]: the maintenance checks' judges (machine status, health, PostgreSQL,
+//!   Redis, Oban growth, cost).
 //! - [`signal`]: what checks and pipelines report to the incident pipeline, and its fingerprint.
 #![warn(missing_docs)]
 
 pub mod diff;
 pub mod history;
 pub mod machine_config;
+pub mod maintenance;
 pub mod observed;
 pub mod rollout;
 pub mod signal;
