@@ -122,8 +122,8 @@ pub fn judge(
         return Judgement::alert(summary, signals);
     }
     if let Some((who, class, why)) = blind {
-        let mut j = Judgement::blind(who, SOURCE, class, why, now);
-        j.summary = format!("unknown: {summary}");
+        let mut j = Judgement::blind(who, SOURCE, class, why.clone(), now);
+        j.summary = format!("unknown: {why} ({summary})");
         return j;
     }
     Judgement::ok(summary)
