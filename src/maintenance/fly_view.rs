@@ -7,7 +7,7 @@
 //! the run-time half; this is the compile-time half. `tests/maintenance_machines.rs` proves a
 //! whole maintenance run sends only `GET`s (the simulator's request counts).
 //!
-//! ```compile_fail
+//! ```compile_fail,E0599
 //! # async fn f(fly: opsctl::maintenance::ReadOnlyFly) {
 //! // There is no way to mutate through the view:
 //! fly.update_machine("app", "m1", todo!(), None).await;
