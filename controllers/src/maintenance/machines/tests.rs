@@ -185,3 +185,53 @@ fn unmanaged_machines_are_not_judged() {
     assert_eq!(j.status, Status::Ok);
     assert!(j.summary.contains("of 0 managed"), "{}", j.summary);
 }
+
+/// BUG-07's kind, over every combination of stopped-like state, exit, request, OOM and
+/// autostart: a machine is idle exactly when it was stopped on request (or never ran) without
+/// the OOM killer and autostart will bring it back; everything else that does not run is down,
+/// and an idle machine never raises a signal.
+#[test]
+fn idle_exactly_when_requested_and_autostart_over_all_combinations() {
+    for state in [
+        MachineState::Stopped,
+        MachineState::Suspended,
+        MachineState::Created,
+    ] {
+        for code in [None, Some(0), Some(1), Some(137)] {
+            for requested in [false, true] {
+                for oom in [false, true] {
+                    for autostart in [false, true] {
+                        let stop = code.map(|c| StopInfo {
+                            exit_code: Some(c),
+                            oom_killed: oom,
+                            requested_stop: requested,
+                            restarting: false,
+                            restart_count: 0,
+                            at: t0(),
+                        });
+                        let scaling = Scaling {
+                            autostart,
+                            autostop: Autostop::Stop,
+                            min_machines_running: 0,
+                        };
+                        let v = view("m1", state.clone(), stop.clone(), scaling);
+                        let expect_idle = autostart
+                            && stop
+                                .as_ref()
+                                .is_none_or(|s| s.requested_stop && !s.oom_killed);
+                        let got = machine_status(&v);
+                        let case = format!(
+                            "{state:?} {code:?} requested={requested} oom={oom} autostart={autostart}"
+                        );
+                        if expect_idle {
+                            assert_eq!(got, MachineStatus::Idle, "{case}");
+                            assert!(judge("a", &[v], t0()).signals.is_empty(), "{case}");
+                        } else {
+                            assert!(matches!(got, MachineStatus::Down { .. }), "{case}: {got:?}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
