@@ -158,7 +158,7 @@ impl Maintenance {
         schedule: &MaintenanceScheduleSpec,
         check: CheckName,
     ) -> Observation<Vec<wire::Machine>> {
-        let timeout = schedule.checks.timing(check).timeout();
+        let timeout = schedule.checks.timing(check).timeout(check);
         match tokio::time::timeout(timeout, self.fly.list_machines(app)).await {
             Ok(Ok(list)) => Observation::Seen(list),
             Ok(Err(e)) => Observation::Unknown {
@@ -225,7 +225,7 @@ impl Maintenance {
         let timeout = schedule
             .checks
             .timing(CheckName::PostgresConnections)
-            .timeout();
+            .timeout(CheckName::PostgresConnections);
         let seen = postgres::connections((self.env)(&dep.url_env), &dep.url_env, timeout).await;
         Some(judges::postgres::judge(
             app.app_name(),
@@ -237,7 +237,10 @@ impl Maintenance {
 
     async fn redis(&self, app: &FlyApp, schedule: &MaintenanceScheduleSpec) -> Option<Judgement> {
         let dep = app.spec.health.dependencies.as_ref()?.redis.as_ref()?;
-        let timeout = schedule.checks.timing(CheckName::Redis).timeout();
+        let timeout = schedule
+            .checks
+            .timing(CheckName::Redis)
+            .timeout(CheckName::Redis);
         let seen = redis::ping((self.env)(&dep.url_env), &dep.url_env, timeout).await;
         Some(judges::redis::judge(
             app.app_name(),
@@ -265,7 +268,10 @@ impl Maintenance {
             samples: rule_spec.samples as usize,
             min_available: rule_spec.min_available,
         };
-        let timeout = schedule.checks.timing(CheckName::ObanQueueDepth).timeout();
+        let timeout = schedule
+            .checks
+            .timing(CheckName::ObanQueueDepth)
+            .timeout(CheckName::ObanQueueDepth);
         let name = app.app_name();
         let seen = postgres::oban_available((self.env)(&env), &env, &queues, timeout).await;
         let seen = match seen {

@@ -88,8 +88,9 @@ pub struct Timing {
     /// (capped at 5 min); `0s` for a `cron` schedule.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jitter: Option<DurationStr>,
-    /// How long one run may take before it counts as `unknown` (a timeout is never a
-    /// failure of the app). Default `30s`; must be shorter than the interval.
+    /// How long one observation (a Fly call, a query, a PING) may take before it counts as
+    /// `unknown` (a timeout is never a failure of the app). Default `30s`, or half the
+    /// interval when that is shorter; must be shorter than the interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<DurationStr>,
 }
@@ -144,9 +145,17 @@ impl Timing {
         }
     }
 
-    /// The effective timeout of one run (default [`DEFAULT_CHECK_TIMEOUT`]).
-    pub fn timeout(&self) -> Duration {
-        self.timeout.map_or(DEFAULT_CHECK_TIMEOUT, DurationStr::get)
+    /// The effective timeout of one observation: as written, else [`DEFAULT_CHECK_TIMEOUT`]
+    /// or half the interval when that is shorter (so a default never outlasts a short
+    /// interval).
+    pub fn timeout(&self, name: CheckName) -> Duration {
+        if let Some(t) = self.timeout {
+            return t.get();
+        }
+        match self.every(name) {
+            Every::Interval(i) => DEFAULT_CHECK_TIMEOUT.min(i / 2),
+            Every::Cron(_) => DEFAULT_CHECK_TIMEOUT,
+        }
     }
 }
 
@@ -565,7 +574,7 @@ mod tests {
             let t = spec.checks.timing(name);
             assert!(t.enabled, "{name:?}");
             assert_eq!(t.every(name), Every::Interval(interval), "{name:?}");
-            assert_eq!(t.timeout(), DEFAULT_CHECK_TIMEOUT);
+            assert_eq!(t.timeout(name), DEFAULT_CHECK_TIMEOUT);
         }
         assert_eq!(
             spec.checks
@@ -595,7 +604,10 @@ mod tests {
             Every::Interval(Duration::from_secs(60))
         );
         assert_eq!(redis.jitter(CheckName::Redis), Duration::from_secs(5));
-        assert_eq!(redis.timeout(), Duration::from_secs(3));
+        assert_eq!(redis.timeout(CheckName::Redis), Duration::from_secs(3));
+        let short = load("  checks:\n    appHealth: {interval: 20s}\n").expect("valid");
+        let t = short.checks.timing(CheckName::AppHealth);
+        assert_eq!(t.timeout(CheckName::AppHealth), Duration::from_secs(10));
         let cost = spec.checks.timing(CheckName::CostSnapshot);
         assert!(
             matches!(cost.every(CheckName::CostSnapshot), Every::Cron(c) if c.as_str() == "5 0 * * *")
