@@ -9,6 +9,8 @@
 //! - [`cli`]: one module per subcommand and the one error renderer.
 //! - [`runtime`]: the rollout executor and the long-running reconciler (`opsctl run`).
 //! - [`fly`]: the Fly client and the [`fly::wire`] types it shares with the simulator.
+//! - [`maintenance`]: the periodic read-only checks (health, machines, PostgreSQL, Redis, Oban,
+//!   cost), their scheduler and status.
 //! - [`sim`]: the local Fly simulator (`opsctl sim serve`, `--fly embedded`).
 //! - [`probes`]: external probes (HTTP) the deploy's HealthCheck stage runs.
 //! - [`records`]: the append-only, crash-safe record store (deploy records).

@@ -13,6 +13,8 @@
 //!   observed in the same types, and their normalisation.
 //! - [`rollout`]: the rolling plan, per-machine health verdicts, and the rollback decision.
 //! - [`history`]: decisions from past deploys: pinned-out images, pauses, rollback targets.
+//! - [`maintenance`]: the maintenance checks' judges (machine status, health, PostgreSQL,
+//!   Redis, Oban growth, cost).
 //! - [`signal`]: what checks and pipelines report to the incident pipeline, and its fingerprint.
 //! - [`certs`]: certificate windows: expiry (BUG-23), not-ready and rate-limited certificates
 //!   (BUG-21), Fly's view against the TLS handshake's.
@@ -23,6 +25,7 @@ pub mod certs;
 pub mod diff;
 pub mod history;
 pub mod machine_config;
+pub mod maintenance;
 pub mod observed;
 pub mod rollout;
 pub mod signal;

@@ -45,6 +45,8 @@ use de::{Ctx, NodeDe};
 use path::FieldPath;
 use tree::{Document, Node, Pos, Value};
 
+pub(crate) use path::FieldPath as FieldPathBuf;
+pub(crate) use spelling::suggest as suggest_word;
 pub(crate) use validate::Checker;
 pub(crate) use validate::path as field_path;
 
@@ -699,6 +701,7 @@ impl Loader {
         let policies = unique(&mut self.errors, "GovernancePolicy", self.policies);
         let slos = unique(&mut self.errors, "HealthSLO", self.slos);
         let cert_windows = unique(&mut self.errors, "CertWindow", self.cert_windows);
+        one_schedule(&mut self.errors, &self.schedules);
         let schedules = unique(&mut self.errors, "MaintenanceSchedule", self.schedules);
         let runbooks = unique(&mut self.errors, "Runbook", self.runbooks);
         let alert_routes = unique(&mut self.errors, "AlertRoute", self.alert_routes);
@@ -727,6 +730,37 @@ impl Loader {
             files: self.files,
             warnings: self.warnings,
         })
+    }
+}
+
+/// At most one `MaintenanceSchedule` per set: it applies to every `FlyApp`, so a second one
+/// would leave it unclear which interval holds. Each extra one is an error at its name
+/// (duplicate names are left to [`unique`]).
+fn one_schedule(errors: &mut Vec<Diagnostic>, found: &[Named<MaintenanceScheduleSpec>]) {
+    let mut sorted: Vec<&Named<MaintenanceScheduleSpec>> = found.iter().collect();
+    sorted.sort_by(|a, b| {
+        (&a.manifest.file, a.name_pos.line).cmp(&(&b.manifest.file, b.name_pos.line))
+    });
+    let Some(first) = sorted.first() else { return };
+    for extra in sorted.iter().skip(1) {
+        if extra.manifest.metadata.name == first.manifest.metadata.name {
+            continue;
+        }
+        errors.push(Diagnostic {
+            file: extra.manifest.file.clone(),
+            line: extra.name_pos.line,
+            column: extra.name_pos.column,
+            field: Some("metadata.name".to_owned()),
+            message: format!(
+                "a second MaintenanceSchedule `{}`: `{}` at {}:{}:{} already schedules every app",
+                extra.manifest.metadata.name,
+                first.manifest.metadata.name,
+                first.manifest.file.display(),
+                first.name_pos.line,
+                first.name_pos.column
+            ),
+            help: Some("merge them into one MaintenanceSchedule".to_owned()),
+        });
     }
 }
 

@@ -9,6 +9,7 @@ mod demo;
 mod diff;
 mod history;
 mod import;
+mod maintenance;
 mod output;
 mod run;
 mod signal;
@@ -93,6 +94,9 @@ pub enum Command {
     Run(run::RunArgs),
     /// Deploy records of an app (or all apps), newest first.
     History(history::HistoryArgs),
+    /// The periodic read-only checks: run them once, or show what `opsctl run` last found.
+    #[command(subcommand)]
+    Maintenance(maintenance::MaintenanceCommand),
     /// Turn other formats into manifests.
     #[command(subcommand)]
     Import(import::ImportCommand),
@@ -157,7 +161,7 @@ pub fn command() -> clap::Command {
         let uses: &[&str] = match sub.get_name() {
             "validate" => &["manifests", "output"],
             "diff" => &["manifests", "fly", "output"],
-            "apply" | "run" => &["manifests", "state", "fly", "output"],
+            "apply" | "run" | "maintenance" => &["manifests", "state", "fly", "output"],
             "history" | "demo" => &["state", "output"],
             "import" | "sim" => &["output"],
             _ => return sub,
@@ -216,6 +220,7 @@ async fn dispatch(command: Command, global: &Global) -> anyhow::Result<ExitCode>
             run::exec(a, global).await
         }
         Command::History(a) => history::exec(a, global),
+        Command::Maintenance(c) => maintenance::exec(c, global).await,
         Command::Import(c) => import::exec(c, global),
         Command::Sim(c) => sim::exec(c, global).await,
         Command::Demo(a) => demo::exec(a, global).await,

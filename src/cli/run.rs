@@ -25,9 +25,22 @@ pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let target = target::connect(&global.fly).await?;
     let (mut deployer, stop) = target::deployer(&target, global)?;
     deployer.poll = args.poll.get().max(Duration::from_millis(50));
-    Reconciler::new(global.manifests.clone(), deployer, args.resync.get())
+    let maintenance = crate::maintenance::start(
+        target.client.clone(),
+        deployer.store.clone(),
+        deployer.clock.clone(),
+        global.manifests.clone(),
+        global.state.clone(),
+        None,
+        stop.clone(),
+    );
+    let reconciled = Reconciler::new(global.manifests.clone(), deployer, args.resync.get())
         .run(stop)
-        .await?;
+        .await;
+    // The scheduler ends on the same stop signal; if the reconciler failed instead, stop it.
+    maintenance.abort();
+    let _ = maintenance.await;
+    reconciled?;
     drop(target);
     Ok(ExitCode::SUCCESS)
 }

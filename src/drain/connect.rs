@@ -67,7 +67,7 @@ impl std::fmt::Display for Stage {
 }
 
 /// A parsed URL, ready to connect, and what to scrub from any text about it.
-pub(super) struct Target {
+pub(crate) struct Target {
     options: PgConnectOptions,
     scrub: Scrubber,
 }
@@ -80,7 +80,7 @@ impl Target {
     ///
     /// [`DrainError::InvalidUrl`] when the URL cannot be parsed, has another scheme, or asks
     /// for TLS. The message never repeats the URL.
-    pub(super) fn parse(url: &Secret, statement_timeout: Duration) -> Result<Self, DrainError> {
+    pub(crate) fn parse(url: &Secret, statement_timeout: Duration) -> Result<Self, DrainError> {
         let invalid = |reason: String| DrainError::InvalidUrl { reason };
         let mut parsed =
             url::Url::parse(url.expose()).map_err(|e| invalid(format!("not a URL ({e})")))?;
@@ -119,6 +119,15 @@ impl Target {
         Ok(Self { options, scrub })
     }
 
+    /// Name the session `name` in `pg_stat_activity` instead of [`APPLICATION_NAME`], unless
+    /// the URL names one (the maintenance checks share this read-only session set-up).
+    pub(crate) fn labelled(mut self, name: &str) -> Self {
+        if self.options.get_application_name() == Some(APPLICATION_NAME) {
+            self.options = self.options.application_name(name);
+        }
+        self
+    }
+
     /// Open a session, bounded by `within`.
     ///
     /// # Errors
@@ -126,7 +135,7 @@ impl Target {
     /// [`DrainError::Unavailable`] (stage `connect`) when the server cannot be reached, does not
     /// answer within `within`, or refuses the login; [`DrainError::InvalidUrl`] when the driver
     /// rejects the options.
-    pub(super) async fn connect(&self, within: Duration) -> Result<PgConnection, DrainError> {
+    pub(crate) async fn connect(&self, within: Duration) -> Result<PgConnection, DrainError> {
         match tokio::time::timeout(within, self.options.connect()).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(self.classify(&e, Stage::Connect)),
@@ -135,7 +144,7 @@ impl Target {
     }
 
     /// Turn a driver error into a [`DrainError`] with no part of the URL in it.
-    pub(super) fn classify(&self, err: &sqlx::Error, stage: Stage) -> DrainError {
+    pub(crate) fn classify(&self, err: &sqlx::Error, stage: Stage) -> DrainError {
         classify(err, stage, &self.scrub)
     }
 }

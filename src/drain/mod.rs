@@ -25,7 +25,7 @@
 //! runtime's [`Clock`] and stop signal. The decision itself is a pure function, `judge.rs`.
 //! More in docs/drain.md.
 
-mod connect;
+pub(crate) mod connect;
 mod judge;
 mod observe;
 

@@ -1,0 +1,190 @@
+//! The maintenance pipeline's judges (DESIGN.md §5 "Maintenance"; the ADR's maintenance table,
+//! issue #6): pure functions from one check's observation to a [`Judgement`] — a status and the
+//! [`Signal`]s it raises for the incident pipeline, or none.
+//!
+//! The runtime (`src/maintenance/` in the `opsctl` crate) observes (Fly's machine list,
+//! PostgreSQL, Redis, probes), converts what it saw into the types here, calls a judge, and
+//! records a finding when the judgement changes. Nothing here awaits, reads a clock or the
+//! environment: `now` is an argument.
+//!
+//! The rule every judge follows (STYLE.md §3; case BUG-07, BUG-30 in `../shared/cases/`): an
+//! observation that could not be made (Fly API down or 429, a tool or URL missing, a timeout)
+//! is [`Status::Unknown`] and raises at most one [`SignalKind::ObserverBlind`] signal, never
+//! a signal against the app.
+//!
+//! Map: [`machines`] (stopped/failed machines that should run; autostopped ones are idle),
+//! [`health`] (machine checks and external probes), [`postgres`] (connections in use),
+//! [`redis`] (PING), [`oban`] (unbounded `available` growth), [`cost`] (machine-hours,
+//! price, anomaly against the trailing average).
+
+pub mod cost;
+pub mod health;
+pub mod machines;
+pub mod oban;
+pub mod postgres;
+pub mod redis;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::signal::{Signal, SignalKind};
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Seen, and nothing to report.
+    Ok,
+    /// Seen, and something is wrong: the judgement carries at least one signal.
+    Alert,
+    /// Could not see. Never the app's fault, never a reason to act.
+    Unknown,
+}
+
+impl Status {
+    /// Snake-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Alert => "alert",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
+/// A judge's verdict on one check of one app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Judgement {
+    /// Ok, alert or unknown.
+    pub status: Status,
+    /// One line for people (`2 of 3 machines started, 1 idle (autostopped)`). Never a secret.
+    pub summary: String,
+    /// Signals for the incident pipeline: empty when `Ok`; app signals when `Alert`; at most one
+    /// [`SignalKind::ObserverBlind`] when `Unknown`.
+    pub signals: Vec<Signal>,
+}
+
+impl Judgement {
+    /// Nothing to report.
+    pub fn ok(summary: impl Into<String>) -> Self {
+        Self {
+            status: Status::Ok,
+            summary: summary.into(),
+            signals: Vec::new(),
+        }
+    }
+
+    /// Something is wrong; `signals` must not be empty (an alert with nothing to say is `ok`).
+    pub fn alert(summary: impl Into<String>, signals: Vec<Signal>) -> Self {
+        let status = if signals.is_empty() {
+            Status::Ok
+        } else {
+            Status::Alert
+        };
+        Self {
+            status,
+            summary: summary.into(),
+            signals,
+        }
+    }
+
+    /// Could not see: one [`SignalKind::ObserverBlind`] signal for `app` (or for opsctl's own
+    /// view of Fly when `app` is `None`), class `source`'s check name so that blindness of one
+    /// kind dedupes into one incident.
+    pub fn unknown(
+        app: Option<&str>,
+        source: &str,
+        why: impl Into<String>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let class = source.rsplit('/').next().unwrap_or(source);
+        Self::blind(app, source, class, why, now)
+    }
+
+    /// Could not see, with an explicit blindness `class`: [`FLY_API_BLIND`] for Fly's API, so
+    /// that every check blinded by one Fly outage raises the same fingerprint (case BUG-30:
+    /// one "monitoring path down" alert, not one per app).
+    pub fn blind(
+        app: Option<&str>,
+        source: &str,
+        class: &str,
+        why: impl Into<String>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        let why = why.into();
+        let class = class.to_owned();
+        Self {
+            status: Status::Unknown,
+            summary: format!("unknown: {why}"),
+            signals: vec![Signal {
+                app: app.map(str::to_owned),
+                kind: SignalKind::ObserverBlind,
+                release: None,
+                class,
+                source: source.to_owned(),
+                at: now,
+                machine: None,
+                detail: why,
+                deploy: None,
+            }],
+        }
+    }
+
+    /// The fingerprints of its signals, sorted and deduplicated: with `status`, what "the same
+    /// finding as last time" means (a finding is recorded only when this changes).
+    pub fn fingerprints(&self) -> Vec<String> {
+        let mut f: Vec<String> = self.signals.iter().map(Signal::fingerprint).collect();
+        f.sort();
+        f.dedup();
+        f
+    }
+}
+
+/// Blindness class of a check that could not read Fly's API (down, 429, timeout).
+pub const FLY_API_BLIND: &str = "fly_api";
+
+/// What one observation of a dependency gave: the value, positive evidence that the thing is
+/// down, or nothing to judge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "seen", rename_all = "snake_case")]
+pub enum Observation<T> {
+    /// Observed.
+    Seen(T),
+    /// The service answered that it is not there (connection refused, shutting down, an
+    /// error reply): the dependency is down. `class` is short and stable (`refused`,
+    /// `shutting_down`); `reason` is for people and holds no secret.
+    Down {
+        /// Failure class (part of the signal's fingerprint).
+        class: String,
+        /// Words for people.
+        reason: String,
+    },
+    /// Nothing to judge: not configured, URL variable unset, timeout, DNS failure, our own
+    /// credentials refused. Never counted against the app.
+    Unknown {
+        /// Words for people.
+        reason: String,
+    },
+}
+
+/// A signal of `kind` about `app` from check `source` at `now`.
+pub(crate) fn signal(
+    app: &str,
+    kind: SignalKind,
+    class: impl Into<String>,
+    source: &str,
+    now: DateTime<Utc>,
+    detail: impl Into<String>,
+) -> Signal {
+    Signal {
+        app: Some(app.to_owned()),
+        kind,
+        release: None,
+        class: class.into(),
+        source: source.to_owned(),
+        at: now,
+        machine: None,
+        detail: detail.into(),
+        deploy: None,
+    }
+}

@@ -1,0 +1,539 @@
+//! One run of one maintenance check over every `FlyApp`: observe (read-only), judge (the pure
+//! `opsctl_controllers::maintenance` judges), then report: the signals go to the incident
+//! pipeline's channel on every run, and a `Check` record is written only when a check's
+//! finding for an app changes (status or signal fingerprints), so a long outage is one record,
+//! not one per run. A finding that clears closes its record (`resolved`). Each cost snapshot is
+//! recorded as a `CostSnapshot` record.
+//!
+//! Where the checks connect: the `FlyApp`'s `spec.health.dependencies` names the environment
+//! variables (of opsctl's own process) holding the URLs — `redis.urlEnv`, `postgres.urlEnv`,
+//! `oban.databaseUrlEnv` (else `spec.deploy.drain.oban.databaseUrlEnv`). An app that declares
+//! none is not checked for it. Values are [`Secret`]s, read through [`Maintenance::env`].
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use opsctl_controllers::maintenance::{
+    self as judges, Judgement, Observation, Status, cost, health, machines, oban,
+};
+use opsctl_controllers::signal::Signal;
+use opsctl_crds::kinds::maintenance::{CheckName, MaintenanceScheduleSpec};
+use opsctl_crds::{FlyApp, ManifestSet};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use super::fly_view::ReadOnlyFly;
+use super::{machines as convert, postgres, redis};
+use crate::fly::wire;
+use crate::probes::ProbeResult;
+use crate::probes::http::HttpProber;
+use crate::records::{Record, RecordKind, RecordStatus, RecordStore};
+use crate::runtime::clock::Clock;
+use crate::secret::Secret;
+
+/// Reads an environment variable of opsctl's process by name (injected so tests need not
+/// change the process environment).
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<Secret> + Send + Sync>;
+
+/// The process environment; empty values count as unset.
+pub fn process_env() -> EnvLookup {
+    Arc::new(|name| {
+        std::env::var(name)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .map(Secret::new)
+    })
+}
+
+/// The result of one check on one app, as `opsctl status` and `opsctl maintenance` show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppResult {
+    /// Fly app name.
+    pub app: String,
+    /// `ok`, `alert` or `unknown`.
+    pub status: Status,
+    /// One line for people.
+    pub summary: String,
+    /// Fingerprints of the signals raised (`app/kind/release/class`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub signals: Vec<String>,
+    /// When it was judged (UTC).
+    pub at: DateTime<Utc>,
+}
+
+/// Runs maintenance checks. Cheap to share (`Arc`); one instance per process keeps the Oban
+/// histories and the last finding per check and app.
+pub struct Maintenance {
+    fly: ReadOnlyFly,
+    store: Arc<RecordStore>,
+    record: bool,
+    signals: mpsc::Sender<Signal>,
+    clock: Arc<dyn Clock>,
+    env: EnvLookup,
+    prober: Option<HttpProber>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Last finding per (check, app), and its open record when it has one.
+    last: HashMap<(CheckName, String), Last>,
+    /// `available` samples per (app, queue), oldest first.
+    oban: HashMap<(String, String), VecDeque<u64>>,
+    /// Signals the incident pipeline's channel had no room for.
+    dropped_signals: u64,
+}
+
+#[derive(Clone)]
+struct Last {
+    status: Status,
+    fingerprints: Vec<String>,
+    open: Option<Record>,
+}
+
+impl Maintenance {
+    /// A runner reading Fly through `fly`, keeping findings in `store` (written only when
+    /// `record` is true: `opsctl maintenance run-once` reads the store but does not write),
+    /// sending signals on `signals`, taking `now` from `clock` and URLs from `env`.
+    pub fn new(
+        fly: ReadOnlyFly,
+        store: Arc<RecordStore>,
+        record: bool,
+        signals: mpsc::Sender<Signal>,
+        clock: Arc<dyn Clock>,
+        env: EnvLookup,
+    ) -> Self {
+        Self {
+            fly,
+            store,
+            record,
+            signals,
+            clock,
+            env,
+            prober: HttpProber::new().ok(),
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    /// Signals dropped because the incident pipeline's channel was full.
+    pub fn dropped_signals(&self) -> u64 {
+        self.lock().dropped_signals
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Run `check` once over every app of `set` and report each result. Apps for which the
+    /// check has nothing to look at (no Redis declared, …) are left out.
+    /// [`CheckName::CertExpiry`] is not run here (the certificate module owns it): no results.
+    pub async fn run(&self, check: CheckName, set: &ManifestSet) -> Vec<AppResult> {
+        let default = MaintenanceScheduleSpec::default();
+        let schedule = set.schedules.first().map_or(&default, |m| &m.spec);
+        let mut results = Vec::new();
+        for app in &set.apps {
+            let name = app.app_name();
+            let judgement = match check {
+                CheckName::AppHealth => Some(self.app_health(app, schedule).await),
+                CheckName::MachineStatus => Some(self.machine_status(name, schedule).await),
+                CheckName::PostgresConnections => self.postgres(app, schedule).await,
+                CheckName::Redis => self.redis(app, schedule).await,
+                CheckName::ObanQueueDepth => self.oban(app, schedule).await,
+                CheckName::CostSnapshot => Some(self.cost(name, schedule).await),
+                CheckName::CertExpiry => None,
+            };
+            if let Some(j) = judgement {
+                results.push(self.report(check, name, j));
+            }
+        }
+        results
+    }
+
+    async fn list(
+        &self,
+        app: &str,
+        schedule: &MaintenanceScheduleSpec,
+        check: CheckName,
+    ) -> Observation<Vec<wire::Machine>> {
+        let timeout = schedule.checks.timing(check).timeout(check);
+        match tokio::time::timeout(timeout, self.fly.list_machines(app)).await {
+            Ok(Ok(list)) => Observation::Seen(list),
+            Ok(Err(e)) => Observation::Unknown {
+                reason: e.to_string(),
+            },
+            Err(_) => Observation::Unknown {
+                reason: format!(
+                    "Fly did not answer within {}",
+                    opsctl_crds::DurationStr(timeout)
+                ),
+            },
+        }
+    }
+
+    async fn machine_status(&self, app: &str, schedule: &MaintenanceScheduleSpec) -> Judgement {
+        let now = self.clock.now();
+        match self.list(app, schedule, CheckName::MachineStatus).await {
+            Observation::Seen(list) => {
+                let views: Vec<_> = list.iter().map(convert::view).collect();
+                machines::judge(app, &views, now)
+            }
+            Observation::Down { reason, .. } | Observation::Unknown { reason } => {
+                Judgement::blind(None, machines::SOURCE, judges::FLY_API_BLIND, reason, now)
+            }
+        }
+    }
+
+    async fn app_health(&self, app: &FlyApp, schedule: &MaintenanceScheduleSpec) -> Judgement {
+        let name = app.app_name();
+        let listed = self.list(name, schedule, CheckName::AppHealth).await;
+        let machines = match listed {
+            Observation::Seen(list) => Observation::Seen(list.iter().map(convert::view).collect()),
+            Observation::Down { class, reason } => Observation::Down { class, reason },
+            Observation::Unknown { reason } => Observation::Unknown { reason },
+        };
+        let mut probes = Vec::new();
+        for p in &app.spec.health.probes {
+            let result = match &self.prober {
+                Some(prober) => probe_observation(prober.probe(&p.http).await),
+                None => Observation::Unknown {
+                    reason: "the HTTP client for probes could not be built".into(),
+                },
+            };
+            probes.push(health::ProbeSeen {
+                url: crate::probes::http::redacted(&p.http.url),
+                result,
+            });
+        }
+        health::judge(
+            name,
+            &machines,
+            app.spec.health.machine_checks,
+            &probes,
+            self.clock.now(),
+        )
+    }
+
+    async fn postgres(
+        &self,
+        app: &FlyApp,
+        schedule: &MaintenanceScheduleSpec,
+    ) -> Option<Judgement> {
+        let dep = app.spec.health.dependencies.as_ref()?.postgres.as_ref()?;
+        let timeout = schedule
+            .checks
+            .timing(CheckName::PostgresConnections)
+            .timeout(CheckName::PostgresConnections);
+        let seen = postgres::connections((self.env)(&dep.url_env), &dep.url_env, timeout).await;
+        Some(judges::postgres::judge(
+            app.app_name(),
+            &seen,
+            dep.max_connections_percent,
+            self.clock.now(),
+        ))
+    }
+
+    async fn redis(&self, app: &FlyApp, schedule: &MaintenanceScheduleSpec) -> Option<Judgement> {
+        let dep = app.spec.health.dependencies.as_ref()?.redis.as_ref()?;
+        let timeout = schedule
+            .checks
+            .timing(CheckName::Redis)
+            .timeout(CheckName::Redis);
+        let seen = redis::ping((self.env)(&dep.url_env), &dep.url_env, timeout).await;
+        Some(judges::redis::judge(
+            app.app_name(),
+            &seen,
+            self.clock.now(),
+        ))
+    }
+
+    async fn oban(&self, app: &FlyApp, schedule: &MaintenanceScheduleSpec) -> Option<Judgement> {
+        let (env, queues) = match app
+            .spec
+            .health
+            .dependencies
+            .as_ref()
+            .and_then(|d| d.oban.as_ref())
+        {
+            Some(o) => (o.database_url_env.clone(), o.queues.clone()),
+            None => {
+                let d = app.spec.deploy.drain.as_ref()?.oban.as_ref()?;
+                (d.database_url_env.clone(), d.queues.clone())
+            }
+        };
+        let rule_spec = &schedule.checks.oban_queue_depth;
+        let rule = oban::GrowthRule {
+            samples: rule_spec.samples as usize,
+            min_available: rule_spec.min_available,
+        };
+        let timeout = schedule
+            .checks
+            .timing(CheckName::ObanQueueDepth)
+            .timeout(CheckName::ObanQueueDepth);
+        let name = app.app_name();
+        let seen = postgres::oban_available((self.env)(&env), &env, &queues, timeout).await;
+        let seen = match seen {
+            Observation::Seen(counts) => {
+                let mut state = self.lock();
+                let mut histories = BTreeMap::new();
+                for (queue, n) in counts {
+                    let h = state
+                        .oban
+                        .entry((name.to_owned(), queue.clone()))
+                        .or_default();
+                    h.push_back(n);
+                    while h.len() > rule.samples.max(2) {
+                        h.pop_front();
+                    }
+                    histories.insert(queue, h.iter().copied().collect());
+                }
+                Observation::Seen(histories)
+            }
+            Observation::Down { class, reason } => Observation::Down { class, reason },
+            Observation::Unknown { reason } => Observation::Unknown { reason },
+        };
+        Some(oban::judge(name, &seen, rule, self.clock.now()))
+    }
+
+    async fn cost(&self, app: &str, schedule: &MaintenanceScheduleSpec) -> Judgement {
+        let now = self.clock.now();
+        let list = match self.list(app, schedule, CheckName::CostSnapshot).await {
+            Observation::Seen(list) => list,
+            Observation::Down { reason, .. } | Observation::Unknown { reason } => {
+                return Judgement::blind(None, cost::SOURCE, judges::FLY_API_BLIND, reason, now);
+            }
+        };
+        let inputs: Vec<_> = list.iter().map(convert::cost_input).collect();
+        let from = now - TimeDelta::days(1);
+        let estimate = cost::estimate(&inputs, &schedule.prices, from, now);
+        let rule = &schedule.checks.cost_snapshot;
+        let since = now - TimeDelta::days(i64::from(rule.trailing_days));
+        let trailing: Vec<f64> = self
+            .store
+            .records(|r| {
+                r.kind == RecordKind::CostSnapshot
+                    && r.app.as_deref() == Some(app)
+                    && r.created_at >= since
+                    && r.created_at < now
+            })
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|r| r.data.get("total_usd").and_then(serde_json::Value::as_f64))
+            .collect();
+        let judgement = cost::judge(
+            app,
+            &estimate,
+            &trailing,
+            rule.anomaly_factor,
+            !schedule.prices.is_empty(),
+            now,
+        );
+        if self.record {
+            let mut rec = Record::new(
+                RecordKind::CostSnapshot,
+                format!("cost {app}: ${:.2} over 24h", estimate.total_usd),
+                now,
+            );
+            rec.app = Some(app.to_owned());
+            rec.description = judgement.summary.clone();
+            rec.labels = vec!["maintenance".into(), format!("app:{app}")];
+            rec.data = serde_json::to_value(&estimate).unwrap_or_default();
+            rec.close("snapshot", now);
+            if let Err(e) = self.store.append_record(&rec) {
+                tracing::error!(app, error = %e, "could not record the cost snapshot");
+            }
+        }
+        judgement
+    }
+
+    /// Send the signals, record the finding when it changed, and return the result.
+    fn report(&self, check: CheckName, app: &str, j: Judgement) -> AppResult {
+        let now = self.clock.now();
+        for s in &j.signals {
+            match self.signals.try_send(s.clone()) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.lock().dropped_signals += 1;
+                    tracing::warn!(
+                        check = check.as_str(),
+                        app,
+                        "incident pipeline is not keeping up: signal dropped"
+                    );
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        let fingerprints = j.fingerprints();
+        let key = (check, app.to_owned());
+        let previous = {
+            let state = self.lock();
+            state.last.get(&key).cloned()
+        };
+        let previous = previous.or_else(|| self.last_recorded(check, app));
+        let changed = previous
+            .as_ref()
+            .is_none_or(|p| p.status != j.status || p.fingerprints != fingerprints);
+        let mut open = previous.and_then(|p| p.open);
+        if changed {
+            match j.status {
+                Status::Ok => {
+                    tracing::info!(check = check.as_str(), app, summary = %j.summary, "check ok")
+                }
+                Status::Alert => {
+                    tracing::warn!(check = check.as_str(), app, summary = %j.summary, "check alert")
+                }
+                Status::Unknown => {
+                    tracing::warn!(check = check.as_str(), app, summary = %j.summary, "check could not see")
+                }
+            }
+            if self.record {
+                if let Some(mut old) = open.take() {
+                    let reason = if j.status == Status::Ok {
+                        "resolved"
+                    } else {
+                        "superseded"
+                    };
+                    old.close(reason, now);
+                    self.append(&old);
+                }
+                if j.status != Status::Ok {
+                    let rec = finding(check, app, &j, &fingerprints, now);
+                    self.append(&rec);
+                    open = Some(rec);
+                }
+            }
+        }
+        self.lock().last.insert(
+            key,
+            Last {
+                status: j.status,
+                fingerprints: fingerprints.clone(),
+                open,
+            },
+        );
+        AppResult {
+            app: app.to_owned(),
+            status: j.status,
+            summary: j.summary,
+            signals: fingerprints,
+            at: now,
+        }
+    }
+
+    fn append(&self, rec: &Record) {
+        if let Err(e) = self.store.append_record(rec) {
+            tracing::error!(record = %rec.id, error = %e, "could not record a maintenance finding");
+        }
+    }
+
+    /// The newest open `Check` record of `check` on `app` (after a restart, so an ongoing
+    /// finding is not recorded again).
+    fn last_recorded(&self, check: CheckName, app: &str) -> Option<Last> {
+        let open = self
+            .store
+            .records(|r| {
+                r.kind == RecordKind::Check
+                    && r.app.as_deref() == Some(app)
+                    && r.status != RecordStatus::Closed
+                    && r.data.get("check").and_then(|c| c.as_str()) == Some(check.as_str())
+            })
+            .ok()?
+            .into_iter()
+            .next()?;
+        let status = serde_json::from_value(open.data.get("status")?.clone()).ok()?;
+        let fingerprints = serde_json::from_value(open.data.get("fingerprints")?.clone()).ok()?;
+        Some(Last {
+            status,
+            fingerprints,
+            open: Some(open),
+        })
+    }
+}
+
+/// A `Check` record for a finding: open while it lasts.
+fn finding(
+    check: CheckName,
+    app: &str,
+    j: &Judgement,
+    fingerprints: &[String],
+    now: DateTime<Utc>,
+) -> Record {
+    let mut rec = Record::new(
+        RecordKind::Check,
+        format!(
+            "{} {app}: {}: {}",
+            check.as_str(),
+            j.status.as_str(),
+            j.summary
+        ),
+        now,
+    );
+    rec.app = Some(app.to_owned());
+    rec.priority = if j.status == Status::Alert { 2 } else { 3 };
+    rec.description = j
+        .signals
+        .iter()
+        .map(|s| s.detail.clone())
+        .collect::<Vec<_>>()
+        .join("\n");
+    rec.labels = vec![
+        "maintenance".into(),
+        format!("check:{}", check.as_str()),
+        format!("app:{app}"),
+        j.status.as_str().into(),
+    ];
+    rec.data = serde_json::json!({
+        "check": check.as_str(),
+        "status": j.status,
+        "summary": j.summary,
+        "fingerprints": fingerprints,
+        "signals": j.signals,
+    });
+    rec
+}
+
+/// A probe result as the health judge takes it: a wrong answer is `Down` with a stable class
+/// (`status:503`, else `body`); no answer is `Unknown`.
+fn probe_observation(r: ProbeResult) -> Observation<()> {
+    match r {
+        ProbeResult::Passed => Observation::Seen(()),
+        ProbeResult::Failed { reason } => {
+            let class = reason
+                .split("answered status ")
+                .nth(1)
+                .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+                .filter(|code| !code.is_empty())
+                .map_or_else(|| "body".to_owned(), |code| format!("status:{code}"));
+            Observation::Down { class, reason }
+        }
+        ProbeResult::Unknown { reason } => Observation::Unknown { reason },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probe_failures_get_stable_classes() {
+        let failed = |reason: &str| {
+            probe_observation(ProbeResult::Failed {
+                reason: reason.into(),
+            })
+        };
+        assert!(
+            matches!(failed("GET https://a/ answered status 503, expected 200"), Observation::Down { class, .. } if class == "status:503")
+        );
+        assert!(
+            matches!(failed("GET https://a/ answered 200 but the body does not contain \"x\""), Observation::Down { class, .. } if class == "body")
+        );
+        assert!(matches!(
+            probe_observation(ProbeResult::Unknown {
+                reason: "timeout".into()
+            }),
+            Observation::Unknown { .. }
+        ));
+    }
+}
