@@ -14,6 +14,7 @@
 //!
 //! Not here yet: the beads `issues.jsonl` export and the PostgreSQL backend (issues #7, #8).
 
+pub mod beads;
 mod deploy;
 mod record;
 
