@@ -10,6 +10,7 @@ mod diff;
 mod history;
 mod import;
 mod output;
+mod records;
 mod run;
 mod signal;
 mod sim;
@@ -93,6 +94,9 @@ pub enum Command {
     Run(run::RunArgs),
     /// Deploy records of an app (or all apps), newest first.
     History(history::HistoryArgs),
+    /// Export records as a beads issues.jsonl, or import one.
+    #[command(subcommand)]
+    Records(records::RecordsCommand),
     /// Turn other formats into manifests.
     #[command(subcommand)]
     Import(import::ImportCommand),
@@ -158,7 +162,7 @@ pub fn command() -> clap::Command {
             "validate" => &["manifests", "output"],
             "diff" => &["manifests", "fly", "output"],
             "apply" | "run" => &["manifests", "state", "fly", "output"],
-            "history" | "demo" => &["state", "output"],
+            "history" | "demo" | "records" => &["state", "output"],
             "import" | "sim" => &["output"],
             _ => return sub,
         };
@@ -216,6 +220,7 @@ async fn dispatch(command: Command, global: &Global) -> anyhow::Result<ExitCode>
             run::exec(a, global).await
         }
         Command::History(a) => history::exec(a, global),
+        Command::Records(c) => records::exec(c, global),
         Command::Import(c) => import::exec(c, global),
         Command::Sim(c) => sim::exec(c, global).await,
         Command::Demo(a) => demo::exec(a, global).await,
