@@ -42,10 +42,11 @@ use crate::kinds::{
     RunbookSpec,
 };
 use de::{Ctx, NodeDe};
-use path::FieldPath;
+pub(crate) use path::FieldPath;
 use tree::{Document, Node, Pos, Value};
 
 pub(crate) use validate::Checker;
+pub(crate) use validate::path as field_path;
 
 /// `metadata` of any manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
