@@ -17,6 +17,7 @@
 pub mod cli;
 pub mod drain;
 pub mod fly;
+pub mod notify;
 pub mod precheck;
 pub mod probes;
 pub mod records;
