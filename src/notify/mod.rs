@@ -305,7 +305,8 @@ pub struct Delivery {
 const RECENT: usize = 200;
 
 /// A target's queue, keyed by (route name, target index).
-type TargetQueue = ((String, usize), mpsc::Sender<Event>);
+/// Also the count of events dropped for it since its worker last recorded drops.
+type TargetQueue = ((String, usize), mpsc::Sender<Event>, Arc<AtomicU64>);
 
 struct Inner {
     routes: AlertRoutes,
@@ -367,13 +368,15 @@ impl Notifier {
                     continue;
                 }
                 let (tx, rx) = mpsc::channel(inner.config.queue.max(1));
-                queues.push(((route.name.clone(), index), tx));
+                let drops = Arc::new(AtomicU64::new(0));
+                queues.push(((route.name.clone(), index), tx, drops.clone()));
                 workers.push(tokio::spawn(worker(
                     Arc::downgrade(&inner),
                     client.clone(),
                     route.name.clone(),
                     target.clone(),
                     rx,
+                    drops,
                 )));
             }
         }
@@ -384,7 +387,8 @@ impl Notifier {
 
     /// Queue `event` for every matching target and return at once (never waits, never fails).
     /// Returns how many targets took it; a target whose queue is full drops it (counted in
-    /// [`Notifier::dropped`], logged, and recorded as a failed delivery).
+    /// [`Notifier::dropped`] and logged here; recorded as a failed delivery by the target's
+    /// worker, so that this call does no I/O).
     pub fn notify(&self, event: &Event) -> usize {
         let chosen =
             self.inner
@@ -396,29 +400,19 @@ impl Notifier {
         };
         let mut queued = 0;
         for c in chosen {
-            let Some((_, tx)) = queues
+            let Some((_, tx, drops)) = queues
                 .iter()
-                .find(|((r, i), _)| *r == c.route.name && *i == c.index)
+                .find(|((r, i), _, _)| *r == c.route.name && *i == c.index)
             else {
                 continue;
             };
             match tx.try_send(event.clone()) {
                 Ok(()) => queued += 1,
                 Err(_) => {
+                    // Counted here, recorded by the target's worker: no I/O on the caller.
                     self.inner.dropped.fetch_add(1, Ordering::Relaxed);
+                    drops.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(route = %c.route.name, target = c.target.kind(), record = %event.record, "notification queue full; event dropped for this target");
-                    finish(
-                        &self.inner,
-                        Delivery {
-                            route: c.route.name.clone(),
-                            target: c.target.kind().into(),
-                            record: event.record.clone(),
-                            action: event.action,
-                            dedup_key: event.dedup_key.clone(),
-                            attempts: 0,
-                            error: Some("queue full: dropped without an attempt".into()),
-                        },
-                    );
                 }
             }
         }
@@ -466,9 +460,11 @@ async fn worker(
     route: String,
     target: Target,
     mut rx: mpsc::Receiver<Event>,
+    drops: Arc<AtomicU64>,
 ) {
     while let Some(event) = rx.recv().await {
         let Some(inner) = inner.upgrade() else { return };
+        record_drops(&inner, &route, &target, &drops).await;
         let (attempts, result) = deliver::deliver(&client, &inner.config, &target, &event).await;
         let error = result.err().map(|e| e.to_string());
         match &error {
@@ -490,12 +486,40 @@ async fn worker(
                 attempts,
                 error,
             },
-        );
+        )
+        .await;
+        record_drops(&inner, &route, &target, &drops).await;
+    }
+    if let Some(inner) = inner.upgrade() {
+        record_drops(&inner, &route, &target, &drops).await;
     }
 }
 
-/// Remember a delivery; record a failed one in the store.
-fn finish(inner: &Inner, d: Delivery) {
+/// Record the events dropped for this target (queue full) since the last call, as one failed
+/// delivery.
+async fn record_drops(inner: &Arc<Inner>, route: &str, target: &Target, drops: &AtomicU64) {
+    let n = drops.swap(0, Ordering::Relaxed);
+    if n == 0 {
+        return;
+    }
+    finish(
+        inner,
+        Delivery {
+            route: route.to_owned(),
+            target: target.kind().into(),
+            record: "-".into(),
+            action: EventAction::Trigger,
+            dedup_key: String::new(),
+            attempts: 0,
+            error: Some(format!("queue full: {n} events dropped without an attempt")),
+        },
+    )
+    .await;
+}
+
+/// Remember a delivery; record a failed one in the store (on the blocking pool: an append
+/// fsyncs).
+async fn finish(inner: &Arc<Inner>, d: Delivery) {
     if let (Some(err), Some(store)) = (&d.error, &inner.store) {
         let now = inner.clock.now();
         let mut r = Record::new(
@@ -521,7 +545,9 @@ fn finish(inner: &Inner, d: Delivery) {
             r.link(crate::records::LinkKind::Related, &d.record);
         }
         r.data = serde_json::to_value(&d).unwrap_or_default();
-        if let Err(e) = store.append_record(&r) {
+        let store = store.clone();
+        let written = tokio::task::spawn_blocking(move || store.append_record(&r)).await;
+        if let Ok(Err(e)) = written {
             tracing::warn!(error = %e, "could not record a failed notification");
         }
     }

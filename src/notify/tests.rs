@@ -314,6 +314,26 @@ async fn the_caller_is_never_blocked_by_a_hanging_receiver() {
         .collect();
     assert_eq!(hang.len(), 4);
     assert!(hang.iter().all(|d| d.error.as_deref() == Some("timed out")));
+    // The drops are recorded by each target's worker, not by the caller.
+    let drops: Vec<_> = n
+        .recent()
+        .into_iter()
+        .filter(|d| d.attempts == 0)
+        .map(|d| (d.route, d.error.unwrap()))
+        .collect();
+    let total: usize = drops
+        .iter()
+        .map(|(_, e)| {
+            e.trim_start_matches("queue full: ")
+                .split(' ')
+                .next()
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(total, 192, "{drops:?}");
+    assert!(drops.iter().any(|(r, _)| r == "a-hangs") && drops.iter().any(|(r, _)| r == "b-works"));
 }
 
 #[test]
