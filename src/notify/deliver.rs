@@ -212,6 +212,18 @@ fn network_reason(e: &reqwest::Error) -> String {
     }
 }
 
+/// The wait before the next attempt: the backoff's `d`, raised to a 429/5xx's `Retry-After`
+/// (capped at `max`); `None` (no more attempts) stays `None`.
+fn next_delay(e: &DeliveryError, d: Option<Duration>, max: Duration) -> Option<Duration> {
+    match e {
+        DeliveryError::Transient {
+            retry_after: Some(s),
+            ..
+        } => d.map(|d| d.max(Duration::from_secs(*s).min(max))),
+        _ => d,
+    }
+}
+
 /// Deliver `event` to `target` with retries; `(attempts, result)`.
 pub(super) async fn deliver(
     client: &reqwest::Client,
@@ -239,14 +251,37 @@ pub(super) async fn deliver(
     )
     .sleep(tokio::time::sleep)
     .when(DeliveryError::retryable)
-    .adjust(move |e, d| match e {
-        DeliveryError::Transient {
-            retry_after: Some(s),
-            ..
-        } => d.map(|d| d.max(Duration::from_secs(*s).min(max_delay))),
-        _ => d,
-    })
+    .adjust(move |e, d| next_delay(e, d, max_delay))
     .notify(|e, d| tracing::debug!(target = target.kind(), error = %e, retry_in = ?d, "notification attempt failed; retrying"))
     .await;
     (attempts.load(Ordering::Relaxed), result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_raises_the_backoff_up_to_the_cap() {
+        let max = Duration::from_secs(60);
+        let ms = Duration::from_millis;
+        let t = |ra| DeliveryError::Transient {
+            status: 429,
+            retry_after: ra,
+        };
+        assert_eq!(next_delay(&t(Some(5)), Some(ms(1000)), max), Some(ms(5000)));
+        assert_eq!(next_delay(&t(Some(600)), Some(ms(1000)), max), Some(max));
+        assert_eq!(next_delay(&t(Some(0)), Some(ms(1000)), max), Some(ms(1000)));
+        assert_eq!(next_delay(&t(None), Some(ms(1000)), max), Some(ms(1000)));
+        assert_eq!(next_delay(&t(Some(5)), None, max), None, "out of attempts");
+        assert!(t(None).retryable());
+        assert!(DeliveryError::Network("timed out".into()).retryable());
+        assert!(
+            !DeliveryError::Rejected {
+                status: 404,
+                body: String::new()
+            }
+            .retryable()
+        );
+    }
 }

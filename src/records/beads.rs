@@ -30,7 +30,7 @@ pub use eng::{BdCommand, EngTarget, EscalationWrite, write_escalation};
 pub use map::{
     ExportOptions, ExportSummary, ImportSummary, OPSCTL_ID_PREFIXES, beads_id_for, deploy_to_issue,
     export_store, import_into_store, is_opsctl_id, issue_to_record, record_to_issue,
-    scrub_credentials,
+    scrub_credentials, scrub_value,
 };
 
 /// Errors reading or writing a beads file. Each names the file and, for a bad line, the line

@@ -14,7 +14,7 @@
 //! | `dependencies` | one per link: `caused-by`, `related`, `parent-child`, target mapped to its beads id (a target that is not an opsctl id, e.g. `eng-x1y`, is kept as written) |
 //! | `created_at`, `updated_at`, `closed_at` | RFC 3339, UTC |
 //! | `external_ref` | `opsctl:<record id>` |
-//! | `metadata.opsctl` | `{id, kind, app, data}` (deploys: `{id, kind: "deploy", app, deploy: <the record>}`) |
+//! | `metadata.opsctl` | `{id, kind, app, data}` (deploys: `{id, kind: "deploy", app, deploy: <the record less leases>}`), credentials in URLs scrubbed |
 //!
 //! Import (`opsctl records import FILE`): every issue is stored whole as a record of kind
 //! [`RecordKind::Bead`] with id `bead-<issue id>` and the issue in `data`; status, priority,
@@ -141,6 +141,18 @@ pub fn scrub_credentials(text: &str) -> String {
     out
 }
 
+/// `value` with [`scrub_credentials`] applied to every string in it.
+pub fn scrub_value(value: &Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(scrub_credentials(s)),
+        Value::Array(a) => Value::Array(a.iter().map(scrub_value).collect()),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), scrub_value(v))).collect())
+        }
+        other => other.clone(),
+    }
+}
+
 fn status_str(s: RecordStatus) -> &'static str {
     match s {
         RecordStatus::Open => "open",
@@ -185,7 +197,7 @@ pub fn record_to_issue(
     issue.close_reason = rec.close_reason.clone();
     issue.external_ref = Some(format!("opsctl:{}", rec.id));
     issue.metadata = Some(json!({"opsctl": {
-        "id": rec.id, "kind": rec.kind.as_str(), "app": rec.app, "data": rec.data,
+        "id": rec.id, "kind": rec.kind.as_str(), "app": rec.app, "data": scrub_value(&rec.data),
     }}));
     let mut labels = rec.labels.clone();
     labels.push("ops".into());
@@ -277,8 +289,13 @@ pub fn deploy_to_issue(d: &DeployRecord, id: &str, opts: &ExportOptions) -> Bead
         issue.close_reason = Some(d.status.as_str().into());
     }
     issue.external_ref = Some(format!("opsctl:{}", d.id));
+    // The whole record, less the lease nonces of a running deploy (meaningless elsewhere).
+    let mut record = serde_json::to_value(d).unwrap_or(Value::Null);
+    if let Value::Object(m) = &mut record {
+        m.remove("leases");
+    }
     issue.metadata = Some(json!({"opsctl": {
-        "id": d.id, "kind": "deploy", "app": d.app, "deploy": d,
+        "id": d.id, "kind": "deploy", "app": d.app, "deploy": scrub_value(&record),
     }}));
     issue.labels = Some(sorted_labels([
         "ops".to_owned(),

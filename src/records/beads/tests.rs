@@ -190,7 +190,10 @@ fn incident() -> Record {
     inc.labels = vec!["outage".into()];
     inc.link(LinkKind::CausedBy, DEPLOY_ID);
     inc.link(LinkKind::Related, "lowendinsight-40z");
-    inc.data = serde_json::json!({"fingerprint": "lowendinsight/deploy_outage/112/-"});
+    inc.data = serde_json::json!({
+        "fingerprint": "lowendinsight/deploy_outage/112/-",
+        "evidence": ["postgres://lei:s3cr3tpw@lei-db.internal:5432/lei refused"],
+    });
     inc
 }
 
@@ -214,7 +217,10 @@ fn records_export_as_issues_with_typed_dependencies_and_no_secrets() {
     let (file, summary) = export_store(&store, &opts).unwrap();
     assert_eq!((summary.deploys, summary.records), (1, 2));
     let text = file.to_text();
-    assert!(!text.contains("hunter2"), "{text}");
+    assert!(
+        !text.contains("hunter2") && !text.contains("s3cr3tpw"),
+        "{text}"
+    );
     assert!(text.contains("redis://[redacted]@fly-lei-redis.upstash.io"));
     let issues: Vec<BeadsIssue> = text
         .lines()
