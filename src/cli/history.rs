@@ -89,7 +89,7 @@ fn records_table(records: &[Record]) -> String {
         return String::new();
     }
     let mut text = format!(
-        "\n{:<37} {:<11} {:<20} {:<15} {:<11} {}\n",
+        "\n{:<37} {:<11} {:<20} {:<15} {:<14} {}\n",
         "RECORD", "KIND", "CREATED (UTC)", "APP", "STATUS", "P  TITLE"
     );
     for r in records {
@@ -102,7 +102,7 @@ fn records_table(records: &[Record]) -> String {
             None => status,
         };
         text.push_str(&format!(
-            "{:<37} {:<11} {:<20} {:<15} {:<11} P{} {}\n",
+            "{:<37} {:<11} {:<20} {:<15} {:<14} P{} {}\n",
             r.id,
             r.kind.as_str(),
             r.created_at.format("%Y-%m-%d %H:%M:%S"),
