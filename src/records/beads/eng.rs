@@ -7,8 +7,9 @@
 //! the whole written to a temporary file in the same directory, fsynced and renamed over the
 //! original, so a reader (or `bd`'s auto-import) sees the old file or the new one, never half.
 //! Other lines are kept byte for byte (no reformatting, minimal git diff). Concurrent opsctl
-//! writers serialise on an exclusive lock on `issues.jsonl.opsctl.lock` beside the file; `bd`
-//! itself does not take that lock (its SQLite-era flush could overwrite an edit made inside its
+//! writers serialise on an exclusive `flock` of the `.beads` directory (no lock file left in the
+//! repository; a lock file beside the issues file on non-Unix systems); `bd` itself does not
+//! take that lock (its SQLite-era flush could overwrite an edit made inside its
 //! 5 s debounce; reference doc §1.5).
 //!
 //! `bd` mode (`bd: true` on the target): `bd create` in the repository, for beads installs
@@ -138,19 +139,29 @@ pub fn write_escalation(
             ),
         });
     }
-    let lock_path = dir.join(format!(
-        "{}.opsctl.lock",
-        target
-            .path
-            .file_name()
-            .map_or("issues.jsonl".into(), |n| n.to_string_lossy())
-    ));
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io(&lock_path))?;
+    // Lock the `.beads` directory itself (flock on its descriptor), so that nothing is left
+    // behind in the engineering repository; elsewhere a lock file beside the issues file.
+    #[cfg(unix)]
+    let (lock, lock_path) = (std::fs::File::open(dir), dir.to_owned());
+    #[cfg(not(unix))]
+    let (lock, lock_path) = {
+        let p = dir.join(format!(
+            "{}.opsctl.lock",
+            target
+                .path
+                .file_name()
+                .map_or("issues.jsonl".into(), |n| n.to_string_lossy())
+        ));
+        (
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&p),
+            p,
+        )
+    };
+    let lock = lock.map_err(io(&lock_path))?;
     lock.lock().map_err(io(&lock_path))?;
 
     let text = match std::fs::read_to_string(&target.path) {

@@ -387,13 +387,12 @@ fn an_escalation_lands_sorted_in_the_engineering_file_with_a_caused_by_edge() {
     let again = write_escalation(&target, &inc, "ops", t(7)).unwrap();
     assert_eq!((again.id.as_str(), again.created), (w.id.as_str(), false));
     assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
-    // No temporary file is left behind.
+    // Nothing but the issues file is left in the repository's .beads (no temp, no lock file).
     let names: Vec<String> = std::fs::read_dir(path.parent().unwrap())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with(".tmp"))
         .collect();
-    assert!(names.is_empty(), "{names:?}");
+    assert_eq!(names, ["issues.jsonl"]);
 }
 
 #[test]
