@@ -26,22 +26,25 @@ use crate::records::beads::{
 
 #[derive(Debug, Subcommand)]
 pub enum RecordsCommand {
-    /// Every record (deploys, incidents, postmortems, approvals, escalations, imported beads)
-    /// as a beads issues.jsonl: one issue per line, sorted by id.
+    /// Write every record as a beads issues.jsonl (stdout by default).
     ///
-    /// Ids are `<prefix>-<hash>`: the prefix is --prefix, else `issue-prefix` in the
+    /// Deploys, incidents, postmortems, approvals, escalations and imported beads: one issue
+    /// per line, sorted by id, labels and dependencies embedded. Ids are `<prefix>-<hash>`: the prefix is --prefix, else `issue-prefix` in the
     /// config.yaml beside --out (or in ./.beads/), else `ops`.
     Export {
-        /// Write here (atomically) instead of stdout.
+        /// Write here (atomically) instead of stdout, then print a summary (`-o json`: a JSON
+        /// summary).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Issue id prefix.
         #[arg(long, env = "OPSCTL_BEADS_PREFIX")]
         prefix: Option<String>,
     },
-    /// Read a beads issues.jsonl into the record store. Each issue is kept whole (a record of
-    /// kind `bead`) and exported back unchanged; imported issues never become live deploys,
-    /// incidents or approvals. Importing the same file twice changes nothing.
+    /// Read a beads issues.jsonl into the record store.
+    ///
+    /// Each issue is kept whole (a record of kind `bead`) and exported back unchanged;
+    /// imported issues never become live deploys, incidents or approvals. Importing the same
+    /// file twice changes nothing. A bad line stops the import before anything is stored.
     Import {
         /// The issues.jsonl file.
         file: PathBuf,
