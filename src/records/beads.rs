@@ -338,7 +338,7 @@ fn parse_line(raw: &str) -> Result<BeadsLine, String> {
             None => return Err(format!("field `{field}` is missing")),
         }
     }
-    let issue: BeadsIssue = serde_json::from_value(value).map_err(|e| {
+    let issue = issue_from_value(value).map_err(|e| {
         // serde_json's messages name the type ("invalid type: string, expected i64"); find the
         // field by trying each known one.
         format!(
@@ -347,6 +347,31 @@ fn parse_line(raw: &str) -> Result<BeadsLine, String> {
         )
     })?;
     Ok(BeadsLine::Issue(Box::new(issue)))
+}
+
+/// An issue from its JSON object. An explicit `null` (beads omits empty fields, other writers
+/// may not) would read as an absent field and be lost on writing: such keys go to `extra`,
+/// which writes them back.
+///
+/// # Errors
+/// When the value is not an object or a known field has the wrong type.
+pub fn issue_from_value(value: Value) -> Result<BeadsIssue, serde_json::Error> {
+    let Value::Object(mut map) = value else {
+        return serde_json::from_value(value);
+    };
+    let nulls: Vec<String> = map
+        .iter()
+        .filter(|(_, v)| v.is_null())
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in &nulls {
+        map.remove(k);
+    }
+    let mut issue: BeadsIssue = serde_json::from_value(Value::Object(map))?;
+    for k in nulls {
+        issue.extra.insert(k, Value::Null);
+    }
+    Ok(issue)
 }
 
 /// The first known field whose value has the wrong type, as `field `name``.

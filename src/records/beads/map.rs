@@ -360,7 +360,7 @@ pub fn export_store(
         summary.records += 1;
     }
     for r in imported {
-        match serde_json::from_value::<BeadsIssue>(r.data.clone()) {
+        match super::issue_from_value(r.data.clone()) {
             Ok(issue) if taken.contains(&issue.id) => summary.shadowed += 1,
             Ok(issue) => {
                 lines.push(BeadsLine::Issue(Box::new(issue)));

@@ -57,7 +57,7 @@ fn unknown_keys_and_v1_lines_are_kept() {
         "\n",
         r#"{"_type":"memory","key":"k","value":"v"}"#,
         "\n",
-        r#"{"id":"ops-a","title":"a","priority":0,"description":""}"#,
+        r#"{"id":"ops-a","title":"a","priority":0,"description":"","metadata":null,"assignee":null}"#,
         "\n"
     );
     let file = BeadsFile::parse(Path::new("x.jsonl"), text).unwrap();
@@ -71,6 +71,14 @@ fn unknown_keys_and_v1_lines_are_kept() {
     want.swap(0, 2);
     want.swap(1, 2);
     assert_eq!(values(&out), want);
+
+    // And through the store (import → export), nulls and unknown keys included.
+    let dir = tempfile::tempdir().unwrap();
+    let store = RecordStore::open_write(dir.path()).unwrap();
+    let s = import_into_store(&store, &file, t(0)).unwrap();
+    assert_eq!((s.issues, s.skipped_lines), (2, 1));
+    let (back, _) = export_store(&store, &ExportOptions::default()).unwrap();
+    assert_eq!(values(&back.to_text()), want[..2].to_vec());
 }
 
 #[test]
