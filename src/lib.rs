@@ -20,6 +20,7 @@ pub mod cli;
 pub mod drain;
 pub mod fly;
 pub mod maintenance;
+pub mod notify;
 pub mod precheck;
 pub mod probes;
 pub mod records;

@@ -42,7 +42,7 @@ use crate::kinds::{
     RunbookSpec,
 };
 use de::{Ctx, NodeDe};
-use path::FieldPath;
+pub(crate) use path::FieldPath;
 use tree::{Document, Node, Pos, Value};
 
 pub(crate) use path::FieldPath as FieldPathBuf;

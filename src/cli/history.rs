@@ -1,7 +1,9 @@
-//! `opsctl history [APP]`: deploy records, newest first.
+//! `opsctl history [APP]`: deploy records, then the app's other records (incidents,
+//! postmortems, approvals, escalations, check findings), each newest first.
 //!
-//! JSON: `{"kind":"history","deploys":[deploy record…]}` (record fields as in
-//! `docs/records.md`).
+//! JSON: `{"kind":"history","deploys":[deploy record…],"records":[record…]}` (fields as in
+//! `docs/records.md`). Records imported from a beads file (kind `bead`) are left out unless
+//! `--imported`.
 
 use std::process::ExitCode;
 
@@ -10,7 +12,7 @@ use serde_json::json;
 
 use super::Global;
 use super::output::{Format, print_json, print_text};
-use crate::records::RecordStore;
+use crate::records::{Record, RecordKind, RecordStore};
 
 /// Arguments of `history`.
 #[derive(Debug, Args)]
@@ -20,14 +22,23 @@ pub struct HistoryArgs {
     /// At most this many records.
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
+    /// Also list issues imported from a beads file (`opsctl records import`).
+    #[arg(long)]
+    pub imported: bool,
 }
 
 pub fn exec(args: HistoryArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let store = RecordStore::open_read(&global.state);
     let mut deploys = store.deploys(args.app.as_deref())?;
     deploys.truncate(args.limit);
+    let app = args.app.as_deref();
+    let mut records = store.records(|r| {
+        (args.imported || r.kind != RecordKind::Bead)
+            && app.is_none_or(|a| r.app.as_deref() == Some(a))
+    })?;
+    records.truncate(args.limit);
     if global.output == Format::Json {
-        print_json(&json!({"kind": "history", "deploys": deploys}))?;
+        print_json(&json!({"kind": "history", "deploys": deploys, "records": records}))?;
         return Ok(ExitCode::SUCCESS);
     }
     if deploys.is_empty() {
@@ -35,6 +46,7 @@ pub fn exec(args: HistoryArgs, global: &Global) -> anyhow::Result<ExitCode> {
             "no deploy records in {}\n",
             global.state.display()
         ))?;
+        print_text(&records_table(&records))?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut text = format!(
@@ -67,5 +79,38 @@ pub fn exec(args: HistoryArgs, global: &Global) -> anyhow::Result<ExitCode> {
         }
     }
     print_text(&text)?;
+    print_text(&records_table(&records))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The non-deploy records as a table after a blank line; empty when there are none.
+fn records_table(records: &[Record]) -> String {
+    if records.is_empty() {
+        return String::new();
+    }
+    let mut text = format!(
+        "\n{:<37} {:<11} {:<20} {:<15} {:<14} {}\n",
+        "RECORD", "KIND", "CREATED (UTC)", "APP", "STATUS", "P  TITLE"
+    );
+    for r in records {
+        let status = serde_json::to_value(r.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let status = match &r.close_reason {
+            Some(reason) => format!("{status}:{reason}"),
+            None => status,
+        };
+        text.push_str(&format!(
+            "{:<37} {:<11} {:<20} {:<15} {:<14} P{} {}\n",
+            r.id,
+            r.kind.as_str(),
+            r.created_at.format("%Y-%m-%d %H:%M:%S"),
+            r.app.as_deref().unwrap_or("-"),
+            status,
+            r.priority,
+            r.title
+        ));
+    }
+    text
 }

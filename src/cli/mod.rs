@@ -11,6 +11,7 @@ mod history;
 mod import;
 mod maintenance;
 mod output;
+mod records;
 mod run;
 mod signal;
 mod sim;
@@ -97,6 +98,9 @@ pub enum Command {
     /// The periodic read-only checks: run them once, or show what `opsctl run` last found.
     #[command(subcommand)]
     Maintenance(maintenance::MaintenanceCommand),
+    /// Export records as a beads issues.jsonl, or import one.
+    #[command(subcommand)]
+    Records(records::RecordsCommand),
     /// Turn other formats into manifests.
     #[command(subcommand)]
     Import(import::ImportCommand),
@@ -162,7 +166,7 @@ pub fn command() -> clap::Command {
             "validate" => &["manifests", "output"],
             "diff" => &["manifests", "fly", "output"],
             "apply" | "run" | "maintenance" => &["manifests", "state", "fly", "output"],
-            "history" | "demo" => &["state", "output"],
+            "history" | "demo" | "records" => &["state", "output"],
             "import" | "sim" => &["output"],
             _ => return sub,
         };
@@ -221,6 +225,7 @@ async fn dispatch(command: Command, global: &Global) -> anyhow::Result<ExitCode>
         }
         Command::History(a) => history::exec(a, global),
         Command::Maintenance(c) => maintenance::exec(c, global).await,
+        Command::Records(c) => records::exec(c, global),
         Command::Import(c) => import::exec(c, global),
         Command::Sim(c) => sim::exec(c, global).await,
         Command::Demo(a) => demo::exec(a, global).await,

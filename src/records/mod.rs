@@ -12,8 +12,10 @@
 //! kind ([`Record`]: incidents, postmortems, approvals, escalations, check findings; a line's
 //! `item`).
 //!
-//! Not here yet: the beads `issues.jsonl` export and the PostgreSQL backend (issues #7, #8).
+//! The beads `issues.jsonl` export/import and the engineering escalation writer are in
+//! [`beads`]. Not here yet: the PostgreSQL backend (issue #8).
 
+pub mod beads;
 mod deploy;
 mod record;
 

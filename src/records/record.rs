@@ -120,6 +120,9 @@ pub enum RecordKind {
     Check,
     /// A daily cost estimate.
     CostSnapshot,
+    /// An issue imported from a beads `issues.jsonl` (`opsctl records import`), kept whole in
+    /// `data`; never acted on (see `records::beads::map`).
+    Bead,
 }
 
 impl RecordKind {
@@ -132,6 +135,7 @@ impl RecordKind {
             Self::Escalation => "escalation",
             Self::Check => "check",
             Self::CostSnapshot => "cost_snapshot",
+            Self::Bead => "bead",
         }
     }
 }
