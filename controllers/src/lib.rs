@@ -13,11 +13,13 @@
 //!   observed in the same types, and their normalisation.
 //! - [`rollout`]: the rolling plan, per-machine health verdicts, and the rollback decision.
 //! - [`history`]: decisions from past deploys: pinned-out images, pauses, rollback targets.
+//! - [`incident`]: the incident pipeline's decisions: dedup, classification, responses.
 //! - [`signal`]: what checks and pipelines report to the incident pipeline, and its fingerprint.
 #![warn(missing_docs)]
 
 pub mod diff;
 pub mod history;
+pub mod incident;
 pub mod machine_config;
 pub mod observed;
 pub mod rollout;

@@ -1,0 +1,450 @@
+//! The incident book: which incident each signal belongs to.
+//!
+//! - One open incident per [`Signal::fingerprint`]; a repeat adds an occurrence; the severity
+//!   only goes up while the incident is open ([`Book::raise`]).
+//! - `observer_blind` signals (Fly API down, a tool missing, 429s, a check that could not run)
+//!   never open an app incident. All of them, for every app, fold into one `monitoring path
+//!   down` incident ([`MONITORING_FINGERPRINT`]); while the observer is blind (until
+//!   [`Book::blind_hold`] after the last such signal) every app signal is held back and only
+//!   listed in that incident, so nothing acts on what a blind observer believes (case
+//!   BUG-30; the LEI `:enoent` health alert).
+//! - Signals raised by the incident pipeline's own responses (`source` starting with
+//!   `incident/`) never open incidents: a failing response is recorded on its incident and
+//!   escalated, never investigated by another incident (the LEI "investigate the failure of the
+//!   investigation" chains).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::classify::Verdict;
+use super::{Classification, Severity};
+use crate::signal::{Signal, SignalKind};
+
+/// The fingerprint of the one incident for opsctl's own blindness.
+pub const MONITORING_FINGERPRINT: &str = "opsctl/monitoring_path_down";
+
+/// Prefix of `Signal::source` for signals the incident pipeline's own responses raise.
+pub const OWN_SOURCE_PREFIX: &str = "incident/";
+
+/// How long the observer counts as blind after its last `observer_blind` signal, by default:
+/// two maintenance cycles of one minute (case BUG-30: per-app alerting resumes after two good
+/// observation cycles).
+pub const DEFAULT_BLIND_HOLD_SECS: i64 = 120;
+
+/// One open incident.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenIncident {
+    /// Its record id.
+    pub id: String,
+    /// [`Signal::fingerprint`], or [`MONITORING_FINGERPRINT`].
+    pub fingerprint: String,
+    /// App, when one.
+    pub app: Option<String>,
+    /// Signal kind of the first signal.
+    pub kind: SignalKind,
+    /// Current class (the most severe seen).
+    pub class: Classification,
+    /// Confidence of that class.
+    pub confidence: f64,
+    /// Reason code of that class.
+    pub reason: String,
+    /// Only goes up.
+    pub severity: Severity,
+    /// Signals counted, the first included.
+    pub occurrences: u32,
+    /// UTC.
+    pub first_seen: DateTime<Utc>,
+    /// UTC.
+    pub last_seen: DateTime<Utc>,
+    /// Times of the occurrences in the last hour (for rates), oldest first.
+    pub recent: Vec<DateTime<Utc>>,
+    /// Release seen with the first signal.
+    pub release: Option<i64>,
+    /// Deploy record the first signal came from.
+    pub deploy: Option<String>,
+    /// Machine of the first signal.
+    pub machine: Option<String>,
+    /// Monitoring incident only: apps whose signals were held back while blind.
+    pub held_back_apps: BTreeSet<String>,
+    /// Monitoring incident only: signals held back.
+    pub held_back: u32,
+    /// Automatic responses already run for this incident (at most one of each kind).
+    pub responded: bool,
+}
+
+impl OpenIncident {
+    /// Occurrences within the hour before `now`.
+    pub fn last_hour(&self, now: DateTime<Utc>) -> u32 {
+        u32::try_from(
+            self.recent
+                .iter()
+                .filter(|t| now.signed_duration_since(**t) <= Duration::hours(1))
+                .count(),
+        )
+        .unwrap_or(u32::MAX)
+    }
+}
+
+/// Why a signal opened nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Held {
+    /// The observer is blind: app signals cannot be trusted (case BUG-30).
+    ObserverBlind,
+    /// Raised by the pipeline's own response: never an incident about itself.
+    OwnResponse,
+}
+
+/// What [`Book::admit`] did with a signal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    /// A new incident with this fingerprint (the caller classifies and records it).
+    New(String),
+    /// An occurrence added to the open incident with this fingerprint.
+    Repeat(String),
+    /// opsctl's own blindness: counted in the monitoring incident (`true` when it was just
+    /// opened).
+    Monitoring(bool),
+    /// Held back, opened nothing.
+    Held(Held),
+}
+
+/// The open incidents, and whether the observer is blind.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Book {
+    open: BTreeMap<String, OpenIncident>,
+    blind_until: Option<DateTime<Utc>>,
+    /// How long the observer stays blind after an `observer_blind` signal.
+    pub blind_hold: Option<Duration>,
+}
+
+impl Book {
+    /// An empty book.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn hold(&self) -> Duration {
+        self.blind_hold
+            .unwrap_or_else(|| Duration::seconds(DEFAULT_BLIND_HOLD_SECS))
+    }
+
+    /// Whether the observer counts as blind at `now`.
+    pub fn blind(&self, now: DateTime<Utc>) -> bool {
+        self.blind_until.is_some_and(|u| now < u)
+    }
+
+    /// Take in one signal at `now`; `new_id` names a new incident's record.
+    pub fn admit(
+        &mut self,
+        signal: &Signal,
+        now: DateTime<Utc>,
+        new_id: impl FnOnce() -> String,
+    ) -> Admission {
+        if signal.source.starts_with(OWN_SOURCE_PREFIX) {
+            return Admission::Held(Held::OwnResponse);
+        }
+        if signal.kind == SignalKind::ObserverBlind {
+            self.blind_until = Some(now + self.hold());
+            let fresh = !self.open.contains_key(MONITORING_FINGERPRINT);
+            let inc = self
+                .open
+                .entry(MONITORING_FINGERPRINT.to_owned())
+                .or_insert_with(|| OpenIncident {
+                    id: new_id(),
+                    fingerprint: MONITORING_FINGERPRINT.to_owned(),
+                    app: None,
+                    kind: SignalKind::ObserverBlind,
+                    class: Classification::Unknown,
+                    confidence: 1.0,
+                    reason: "monitoring_path_down".into(),
+                    severity: Severity::Critical,
+                    occurrences: 0,
+                    first_seen: signal.at,
+                    last_seen: signal.at,
+                    recent: vec![],
+                    release: None,
+                    deploy: None,
+                    machine: None,
+                    held_back_apps: BTreeSet::new(),
+                    held_back: 0,
+                    responded: false,
+                });
+            bump(inc, signal.at, now);
+            return Admission::Monitoring(fresh);
+        }
+        if self.blind(now) {
+            if let Some(m) = self.open.get_mut(MONITORING_FINGERPRINT) {
+                m.held_back += 1;
+                if let Some(app) = &signal.app {
+                    m.held_back_apps.insert(app.clone());
+                }
+            }
+            return Admission::Held(Held::ObserverBlind);
+        }
+        let fp = signal.fingerprint();
+        if let Some(inc) = self.open.get_mut(&fp) {
+            bump(inc, signal.at, now);
+            return Admission::Repeat(fp);
+        }
+        let mut inc = OpenIncident {
+            id: new_id(),
+            fingerprint: fp.clone(),
+            app: signal.app.clone(),
+            kind: signal.kind,
+            class: Classification::Noise,
+            confidence: 0.0,
+            reason: String::new(),
+            severity: Severity::Info,
+            occurrences: 0,
+            first_seen: signal.at,
+            last_seen: signal.at,
+            recent: vec![],
+            release: signal.release,
+            deploy: signal.deploy.clone(),
+            machine: signal.machine.clone(),
+            held_back_apps: BTreeSet::new(),
+            held_back: 0,
+            responded: false,
+        };
+        bump(&mut inc, signal.at, now);
+        self.open.insert(fp.clone(), inc);
+        Admission::New(fp)
+    }
+
+    /// Apply a verdict to the open incident `fp`: the class changes only when its severity is
+    /// higher than the incident's (the first verdict always applies). Returns whether it
+    /// changed.
+    pub fn raise(&mut self, fp: &str, v: &Verdict) -> bool {
+        let Some(inc) = self.open.get_mut(fp) else {
+            return false;
+        };
+        let s = Severity::of(v.class);
+        let first = inc.reason.is_empty();
+        if first || s > inc.severity {
+            inc.severity = s;
+            inc.class = v.class;
+            inc.confidence = v.confidence;
+            inc.reason.clone_from(&v.reason);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The open incident `fp`.
+    pub fn get(&self, fp: &str) -> Option<&OpenIncident> {
+        self.open.get(fp)
+    }
+
+    /// The open incident `fp`, to change.
+    pub fn get_mut(&mut self, fp: &str) -> Option<&mut OpenIncident> {
+        self.open.get_mut(fp)
+    }
+
+    /// Every open incident, by fingerprint.
+    pub fn open(&self) -> impl Iterator<Item = &OpenIncident> {
+        self.open.values()
+    }
+
+    /// Close `fp`: it leaves the book (a later signal opens a new incident).
+    pub fn close(&mut self, fp: &str) -> Option<OpenIncident> {
+        self.open.remove(fp)
+    }
+
+    /// Put back an incident read from the records at start-up.
+    pub fn restore(&mut self, inc: OpenIncident) {
+        self.open.insert(inc.fingerprint.clone(), inc);
+    }
+
+    /// The monitoring incident, removed, once the observer is no longer blind at `now`.
+    pub fn observer_recovered(&mut self, now: DateTime<Utc>) -> Option<OpenIncident> {
+        if self.blind(now) {
+            return None;
+        }
+        self.blind_until = None;
+        self.open.remove(MONITORING_FINGERPRINT)
+    }
+}
+
+fn bump(inc: &mut OpenIncident, at: DateTime<Utc>, now: DateTime<Utc>) {
+    inc.occurrences += 1;
+    inc.last_seen = inc.last_seen.max(at);
+    inc.recent
+        .retain(|t| now.signed_duration_since(*t) <= Duration::hours(1));
+    inc.recent.push(at);
+    if inc.recent.len() > 100 {
+        inc.recent.remove(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap() + Duration::seconds(s)
+    }
+
+    fn sig(app: &str, kind: SignalKind, release: i64, class: &str, at: i64) -> Signal {
+        Signal {
+            app: Some(app.into()),
+            kind,
+            release: Some(release),
+            class: class.into(),
+            source: "maintenance/machines".into(),
+            at: t(at),
+            machine: Some("m1".into()),
+            detail: format!("detail {at}"),
+            deploy: None,
+        }
+    }
+
+    fn verdict(class: Classification) -> Verdict {
+        Verdict {
+            class,
+            confidence: 0.9,
+            reason: class.as_str().into(),
+            rule: None,
+            steps: vec![],
+        }
+    }
+
+    /// Property over generated sequences: at most one open incident per fingerprint, the
+    /// occurrences add up to the signals admitted, and severity never goes down.
+    #[test]
+    fn one_incident_per_fingerprint_and_severity_only_rises() {
+        let kinds = [
+            SignalKind::MachineDown,
+            SignalKind::ProbeFailed,
+            SignalKind::RedisDown,
+        ];
+        let classes = [
+            Classification::Noise,
+            Classification::Unknown,
+            Classification::Degradation,
+            Classification::Outage,
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for _ in 0..50 {
+            let mut book = Book::new();
+            let mut ids = 0;
+            let mut admitted: BTreeMap<String, u32> = BTreeMap::new();
+            let mut last_sev: BTreeMap<String, Severity> = BTreeMap::new();
+            for i in 0..200 {
+                let app = ["a", "b"][usize::try_from(next(2)).unwrap()];
+                let kind = kinds[usize::try_from(next(3)).unwrap()];
+                let s = sig(app, kind, 40 + i64::try_from(next(2)).unwrap(), "exit:1", i);
+                let adm = book.admit(&s, t(i), || {
+                    ids += 1;
+                    format!("incident-{ids}")
+                });
+                let fp = match adm {
+                    Admission::New(fp) | Admission::Repeat(fp) => fp,
+                    other => panic!("{other:?}"),
+                };
+                assert_eq!(fp, s.fingerprint());
+                *admitted.entry(fp.clone()).or_default() += 1;
+                book.raise(&fp, &verdict(classes[usize::try_from(next(4)).unwrap()]));
+                let sev = book.get(&fp).unwrap().severity;
+                if let Some(prev) = last_sev.insert(fp.clone(), sev) {
+                    assert!(sev >= prev, "severity went down for {fp}");
+                }
+            }
+            assert_eq!(book.open().count(), admitted.len());
+            for inc in book.open() {
+                assert_eq!(inc.occurrences, admitted[&inc.fingerprint]);
+            }
+            assert_eq!(ids, admitted.len(), "one id per fingerprint");
+        }
+    }
+
+    /// Case BUG-30 main: the observer goes blind; 40 apps' probes fail at once → one
+    /// monitoring incident, no app incident; app incidents again once the observer has been
+    /// fine for the hold time.
+    #[test]
+    fn bug_30_blind_observer_holds_every_app_signal() {
+        let mut book = Book::new();
+        let mut ids = 0;
+        let mut id = || {
+            ids += 1;
+            format!("incident-{ids}")
+        };
+        let blind = Signal {
+            app: None,
+            kind: SignalKind::ObserverBlind,
+            release: None,
+            class: "fly_api:timeout".into(),
+            source: "maintenance/fly".into(),
+            at: t(0),
+            machine: None,
+            detail: "every Fly API call timed out".into(),
+            deploy: None,
+        };
+        assert_eq!(
+            book.admit(&blind, t(0), &mut id),
+            Admission::Monitoring(true)
+        );
+        for n in 0..40 {
+            let s = sig(
+                &format!("app-{n}"),
+                SignalKind::ProbeFailed,
+                1,
+                "timeout",
+                1,
+            );
+            assert_eq!(
+                book.admit(&s, t(1), &mut id),
+                Admission::Held(Held::ObserverBlind)
+            );
+        }
+        // The LEI `:enoent` alert: the monitor's own tool missing, for one app.
+        let enoent = Signal {
+            app: Some("lowendinsight".into()),
+            class: "tool_missing:flyctl".into(),
+            ..blind.clone()
+        };
+        assert_eq!(
+            book.admit(&enoent, t(2), &mut id),
+            Admission::Monitoring(false)
+        );
+        assert_eq!(book.open().count(), 1);
+        let m = book.get(MONITORING_FINGERPRINT).unwrap();
+        assert_eq!(
+            (m.held_back, m.held_back_apps.len(), m.occurrences),
+            (40, 40, 2)
+        );
+        assert!(book.observer_recovered(t(60)).is_none(), "still blind");
+        let closed = book
+            .observer_recovered(t(2 + DEFAULT_BLIND_HOLD_SECS))
+            .unwrap();
+        assert_eq!(closed.fingerprint, MONITORING_FINGERPRINT);
+        let s = sig("app-1", SignalKind::ProbeFailed, 1, "timeout", 200);
+        assert!(matches!(book.admit(&s, t(200), &mut id), Admission::New(_)));
+    }
+
+    /// The LEI investigation chain: a signal raised by a response never opens an incident.
+    #[test]
+    fn own_response_signals_never_open_incidents() {
+        let mut book = Book::new();
+        let mut s = sig("lowendinsight", SignalKind::MachineDown, 1, "exit:0", 0);
+        s.source = "incident/restart".into();
+        for i in 0..10 {
+            assert_eq!(
+                book.admit(&s, t(i), || "x".into()),
+                Admission::Held(Held::OwnResponse)
+            );
+        }
+        assert_eq!(book.open().count(), 0);
+    }
+}
