@@ -10,6 +10,7 @@
 //! - [`runtime`]: the rollout executor and the long-running reconciler (`opsctl run`).
 //! - [`fly`]: the Fly client and the [`fly::wire`] types it shares with the simulator.
 //! - [`sim`]: the local Fly simulator (`opsctl sim serve`, `--fly embedded`).
+//! - [`incident`]: the incident pipeline (classify, diagnose, respond, postmortem).
 //! - [`probes`]: external probes (HTTP) the deploy's HealthCheck stage runs.
 //! - [`records`]: the append-only, crash-safe record store (deploy records).
 //! - [`secret`]: the `Secret` newtype that never prints its value.
@@ -17,6 +18,7 @@
 pub mod cli;
 pub mod drain;
 pub mod fly;
+pub mod incident;
 pub mod precheck;
 pub mod probes;
 pub mod records;

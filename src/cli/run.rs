@@ -25,9 +25,26 @@ pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let target = target::connect(&global.fly).await?;
     let (mut deployer, stop) = target::deployer(&target, global)?;
     deployer.poll = args.poll.get().max(Duration::from_millis(50));
-    Reconciler::new(global.manifests.clone(), deployer, args.resync.get())
-        .run(stop)
-        .await?;
+    // The incident pipeline runs beside the reconciler with its own deployer (same client,
+    // store and clock) for rollbacks; `signals` is the channel other parts send into.
+    let (signals, incoming) = crate::incident::channel();
+    let mut incident_deployer = crate::runtime::deploy::Deployer::new(
+        deployer.client.clone(),
+        deployer.store.clone(),
+        deployer.clock.clone(),
+        stop.clone(),
+    );
+    incident_deployer.poll = deployer.poll;
+    let mut pipeline = crate::incident::IncidentPipeline::new(
+        incident_deployer,
+        crate::incident::IncidentConfig::default(),
+    );
+    pipeline.manifests = Some(global.manifests.clone());
+    let incidents = tokio::spawn(pipeline.run(incoming, stop.clone()));
+    let mut reconciler = Reconciler::new(global.manifests.clone(), deployer, args.resync.get());
+    reconciler.incidents = Some(signals);
+    reconciler.run(stop).await?;
+    let _ = incidents.await;
     drop(target);
     Ok(ExitCode::SUCCESS)
 }

@@ -17,6 +17,7 @@
 //! | only a child-process exit (`** (EXIT)`, `GenServer … terminating`), nothing down | noise | 0.9 | `child_restarted` |
 //! | the same, more than 5 times in the last hour | degradation | 0.8 | `child_restarts_frequent` |
 //! | a VM-death marker, but nothing down and probes passing | noise | 0.6 | `vm_restarted_recovered` (escalated: below 0.8) |
+//! | `deploy_failed` (the deploy pipeline failed or rolled back) and nothing down | degradation | 0.9 | `deploy_failed_recovered` |
 //! | nothing down, no marker, probes passing | noise | 0.6 | `transient` (escalated) |
 //! | a log line with no known marker | unknown | 0.5 | `unrecognised_log` |
 //! | machine state could not be observed | unknown | 0.4 | `state_unknown` |
@@ -107,6 +108,38 @@ pub fn beam_markers(line: &str) -> Vec<BeamMarker> {
         out.push(BeamMarker::ChildExit);
     }
     out
+}
+
+/// `(expected, down)` over an app's observed machines (optionally one process group): managed
+/// machines that should run (a machine stopped or suspended on request, e.g. by autostop, is
+/// idle, not expected; case BUG-07), and of those the ones not `started`, or `started` with a
+/// check not passing. A machine whose checks have not run yet is not counted down.
+pub fn machine_counts(
+    machines: &[crate::observed::ObservedMachine],
+    group: Option<&str>,
+) -> (usize, usize) {
+    use crate::observed::{CheckState, MachineState};
+    let mut expected = 0;
+    let mut down = 0;
+    for m in machines {
+        if !m.managed || m.state == MachineState::Destroyed || group.is_some_and(|g| g != m.group) {
+            continue;
+        }
+        let idle = matches!(m.state, MachineState::Stopped | MachineState::Suspended)
+            && m.last_exit
+                .as_ref()
+                .is_none_or(|e| e.requested_stop && e.exit_code == 0);
+        if idle {
+            continue;
+        }
+        expected += 1;
+        let running = m.state == MachineState::Started;
+        let failing = m.checks.iter().any(|c| c.state != CheckState::Passing);
+        if !running || failing {
+            down += 1;
+        }
+    }
+    (expected, down)
 }
 
 /// The runbook rules that apply to `app`, in order: runbooks by name, rules as written.
@@ -220,6 +253,11 @@ pub fn builtin(signal: &Signal, ev: &Evidence) -> Verdict {
         .collect();
     let vm_death = markers.iter().any(|m| m.is_vm_death());
     let child_exit = markers.contains(&BeamMarker::ChildExit);
+    if signal.kind == SignalKind::DeployFailed && ev.machines_down == Some(0) {
+        // The deploy pipeline already answered (rolled back, or touched nothing) and every
+        // machine is fine: recorded, diagnosed and escalated, nothing more to do.
+        return verdict(Degradation, 0.9, "deploy_failed_recovered");
+    }
     if all_down {
         return verdict(Outage, 0.95, "all_instances_down");
     }
