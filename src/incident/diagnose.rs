@@ -145,7 +145,13 @@ pub async fn gather(
     };
     match fetch_logs(client, app, first_seen - log_window, MAX_LOG_LINES).await {
         Ok(lines) => {
-            ev.logs = lines.iter().map(|l| l.message.clone()).collect();
+            // Classification reads the lines of the signal's machine only (another machine's
+            // child restart says nothing about this one); the diagnosis keeps them all.
+            ev.logs = lines
+                .iter()
+                .filter(|l| signal.machine.as_ref().is_none_or(|m| *m == l.machine_id))
+                .map(|l| l.message.clone())
+                .collect();
             d.logs = lines
                 .iter()
                 .map(|l| {
