@@ -279,6 +279,15 @@ async fn bug_02_deploy_left_zero_healthy_is_rolled_back_once() {
     );
     assert!(esc.labels.contains(&"eng".to_owned()));
 
+    // The reconciler does not deploy the rolled-back image again on its own.
+    let again = e
+        .pipeline
+        .deployer
+        .deploy(&bad, Trigger::Reconcile, None)
+        .await
+        .unwrap();
+    assert!(matches!(again, Outcome::Blocked { .. }), "{again:?}");
+
     // The same outage reported again: a new incident (the first is closed), escalated, and no
     // second automatic rollback of this release.
     let again = e.pipeline.handle(signals[0].clone()).await.unwrap();
@@ -697,4 +706,89 @@ async fn redis_down_with_http_fine_is_a_degradation() {
     );
     assert_eq!(mutations(&e.sim), 0);
     assert_eq!(records(&e.store, RecordKind::Postmortem).len(), 1);
+}
+
+/// `opsctl run` wiring: a committed bad image deployed with the `immediate` strategy leaves
+/// every machine failing; the reconciler hands the finished deploy to the incident pipeline,
+/// which rolls it back once and records the incident and its postmortem, shown by
+/// `opsctl history -o json`.
+#[test]
+fn run_hands_a_bad_deploy_to_the_incident_pipeline() {
+    use common::{Lines, Sim, Workspace, eventually, git};
+    use std::process::Stdio;
+    let sim = Sim::start();
+    let ws = Workspace::new(OLD);
+    ws.set_strategy("immediate");
+    let repo = ws.manifests();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "on OLD"]);
+    let mut child = ws
+        .opsctl(&sim)
+        .args([
+            "run",
+            "--resync",
+            "1h",
+            "--poll",
+            "100ms",
+            "--incident-settle",
+            "1500ms",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Lines::collect(&mut child);
+    assert!(
+        lines.wait_for("reconciler started", Duration::from_secs(20)),
+        "{}",
+        lines.all()
+    );
+    ws.write_manifest(BAD);
+    ws.set_strategy("immediate");
+    git(&repo, &["commit", "-q", "-am", "BAD"]);
+    let history = || {
+        let out = ws
+            .opsctl(&sim)
+            .args(["history", "-o", "json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap_or_default()
+    };
+    let pm = eventually(Duration::from_secs(40), || {
+        let h = history();
+        h["records"]
+            .as_array()?
+            .iter()
+            .find(|r| r["kind"] == "postmortem")
+            .cloned()
+    });
+    common::send_signal(&child, "TERM");
+    let _ = child.wait();
+    let pm = pm.unwrap_or_else(|| panic!("no postmortem; log:\n{}", lines.all()));
+    let h = history();
+    let deploy = h["deploys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["image"] == BAD)
+        .unwrap()
+        .clone();
+    assert_eq!(deploy["status"], "rolled_back", "{deploy}");
+    assert!(
+        pm["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["kind"] == "caused-by" && l["to"] == deploy["id"])
+    );
+    assert_eq!(pm["data"]["classification"], "outage");
+    assert_eq!(pm["data"]["commit"], deploy["commit"]);
+    assert_eq!(
+        sim.images(),
+        [
+            (M1.to_owned(), OLD.to_owned()),
+            (M2.to_owned(), OLD.to_owned())
+        ]
+    );
 }

@@ -19,6 +19,10 @@ pub struct RunArgs {
     /// Delay between health polls during a rollout.
     #[arg(long, default_value = "500ms")]
     pub poll: DurationStr,
+    /// How long after a deploy finishes its health is judged for the incident pipeline (the
+    /// checks need their grace period; a deploy that leaves no healthy machine is an outage).
+    #[arg(long, default_value = "30s")]
+    pub incident_settle: DurationStr,
 }
 
 pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
@@ -43,6 +47,7 @@ pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let incidents = tokio::spawn(pipeline.run(incoming, stop.clone()));
     let mut reconciler = Reconciler::new(global.manifests.clone(), deployer, args.resync.get());
     reconciler.incidents = Some(signals);
+    reconciler.incident_settle = args.incident_settle.get();
     reconciler.run(stop).await?;
     let _ = incidents.await;
     drop(target);

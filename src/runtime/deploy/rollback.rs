@@ -226,6 +226,9 @@ impl Deployer {
             .await
             .map_err(|e| e.to_string())?;
         let reason = format!("incident: outage after deploy {deploy_id}");
+        // The outage is a health failure of this deploy: pin its image/revision out so the
+        // reconciler does not deploy it again automatically.
+        rec.failed_health = true;
         let result = self
             .fail(app, &release, &leases, touched, &mut rec, reason)
             .await;
