@@ -441,6 +441,10 @@ async fn bug_20_restarted_child_is_noise_and_unknown_escalates() {
     assert!(*resolved);
     assert_eq!(mutations(&e.sim), before);
     assert!(e.seen.escalations.lock().unwrap().is_empty());
+    assert!(
+        e.seen.notifications.lock().unwrap().is_empty(),
+        "nobody paged for noise"
+    );
     let inc = &records(&e.store, RecordKind::Incident)[0];
     assert_eq!(inc.status, RecordStatus::Closed);
     assert!(

@@ -285,11 +285,19 @@ impl IncidentPipeline {
         self.reload();
         let now = self.deployer.clock.now();
         if let Some(m) = self.book.observer_recovered(now) {
-            let mut rec = records::incident_record(&m, None);
+            let previous = records::latest(&self.deployer.store, &m.id);
+            let mut rec = records::incident_record(&m, previous.as_ref());
             rec.close("observer_recovered", now);
             self.deployer.store.append_record(&rec)?;
             self.notify(NotifyEvent::Resolved, &rec).await;
         }
+        self.book.prune_quiet(now);
+        let known_app = self.book.get(MONITORING_FINGERPRINT).is_none_or(|m| {
+            signal
+                .app
+                .as_ref()
+                .is_none_or(|a| m.held_back_apps.contains(a))
+        });
         let admission = self
             .book
             .admit(&signal, now, || Record::new_id(RecordKind::Incident, now));
@@ -297,15 +305,12 @@ impl IncidentPipeline {
             Admission::Held(h) => {
                 tracing::info!(fingerprint = %signal.fingerprint(), reason = ?h, "signal held back");
                 if h == Held::ObserverBlind
+                    && !known_app
                     && let Some(m) = self.book.get(MONITORING_FINGERPRINT)
-                    && signal
-                        .app
-                        .as_ref()
-                        .is_some_and(|a| m.held_back_apps.contains(a))
-                    && m.held_back_apps.len() as u32 == m.held_back
                 {
-                    // A newly affected app: fold it into the monitoring incident.
-                    let rec = records::incident_record(m, None);
+                    // A newly affected app: folded into the monitoring incident's record.
+                    let previous = records::latest(&self.deployer.store, &m.id);
+                    let rec = records::incident_record(m, previous.as_ref());
                     self.deployer.store.append_record(&rec)?;
                 }
                 return Ok(Handled::Held(h));
@@ -313,7 +318,8 @@ impl IncidentPipeline {
             Admission::Monitoring(fresh) => {
                 let m = self.book.get(MONITORING_FINGERPRINT).cloned();
                 if let Some(m) = m {
-                    let rec = records::incident_record(&m, None);
+                    let previous = records::latest(&self.deployer.store, &m.id);
+                    let rec = records::incident_record(&m, previous.as_ref());
                     self.deployer.store.append_record(&rec)?;
                     if fresh {
                         self.notify(NotifyEvent::Opened, &rec).await;
@@ -358,18 +364,9 @@ impl IncidentPipeline {
         records::set_verdict(&mut rec, &verdict, &signal, deploy.as_ref(), now);
         rec.status = RecordStatus::InProgress;
         self.deployer.store.append_record(&rec)?;
-        self.notify(
-            if previous.is_some() {
-                NotifyEvent::Updated
-            } else {
-                NotifyEvent::Opened
-            },
-            &rec,
-        )
-        .await;
         if verdict.class == Classification::Noise && verdict.confidence >= NOISE_CONFIDENCE_FLOOR {
-            // Sure it is noise: recorded and closed; the book keeps counting repeats (more
-            // than 5 an hour makes it a degradation).
+            // Sure it is noise: recorded and closed, nobody notified; the book keeps counting
+            // repeats for an hour (more than 5 an hour makes it a degradation).
             rec.close(format!("noise:{}", verdict.reason), now);
             self.deployer.store.append_record(&rec)?;
             return Ok(Handled::Answered {
@@ -379,6 +376,18 @@ impl IncidentPipeline {
                 resolved: true,
             });
         }
+        let reopened = previous
+            .as_ref()
+            .is_some_and(|p| p.status != RecordStatus::Closed);
+        self.notify(
+            if reopened {
+                NotifyEvent::Updated
+            } else {
+                NotifyEvent::Opened
+            },
+            &rec,
+        )
+        .await;
         let done = records::done_kinds(&rec);
         let recent = deploy.as_ref().map(diagnose::recent);
         let actions = plan(

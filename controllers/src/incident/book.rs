@@ -254,6 +254,16 @@ impl Book {
         self.open.remove(fp)
     }
 
+    /// Forget noise incidents (already closed records) quiet for an hour before `now`; the
+    /// book keeps them only to count repeats.
+    pub fn prune_quiet(&mut self, now: DateTime<Utc>) {
+        self.open.retain(|_, i| {
+            i.class != Classification::Noise
+                || i.reason.is_empty()
+                || now.signed_duration_since(i.last_seen) <= Duration::hours(1)
+        });
+    }
+
     /// Put back an incident read from the records at start-up.
     pub fn restore(&mut self, inc: OpenIncident) {
         self.open.insert(inc.fingerprint.clone(), inc);
