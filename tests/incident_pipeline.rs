@@ -796,3 +796,202 @@ fn run_hands_a_bad_deploy_to_the_incident_pipeline() {
         ]
     );
 }
+
+/// A local stand-in for an OpenAI-compatible chat endpoint: answers with `content` (and a
+/// `usage` of 1000 prompt + 50 completion tokens), or waits `delay` first; keeps every request.
+struct FakeLlm {
+    url: String,
+    requests: Arc<Mutex<Vec<serde_json::Value>>>,
+}
+
+async fn fake_llm(content: &'static str, delay: Duration) -> FakeLlm {
+    use axum::routing::post;
+    let requests = Arc::new(Mutex::new(Vec::new()));
+    let seen = requests.clone();
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        post(move |axum::Json(body): axum::Json<serde_json::Value>| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().unwrap().push(body);
+                tokio::time::sleep(delay).await;
+                axum::Json(serde_json::json!({
+                    "id": "chatcmpl-1", "object": "chat.completion",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 1000, "completion_tokens": 50, "total_tokens": 1050}
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    FakeLlm { url, requests }
+}
+
+fn llm(url: &str, timeout: Duration, usd_per_mtok: f64) -> Arc<opsctl::incident::LlmClassifier> {
+    Arc::new(
+        opsctl::incident::LlmClassifier::new(opsctl::incident::LlmConfig {
+            base_url: url.to_owned(),
+            model: "test-model".into(),
+            api_key: Some(Secret::new("sk-test-secret")),
+            timeout,
+            usd_per_mtok_prompt: usd_per_mtok,
+            usd_per_mtok_completion: usd_per_mtok * 4.0,
+            max_tokens: 200,
+        })
+        .unwrap(),
+    )
+}
+
+fn unknown_line() -> Signal {
+    signal(
+        SignalKind::LogPattern,
+        "unrecognised",
+        Some(M2),
+        "[error] upstream redis://default:hunter2@cache.internal:6379 replied garbage",
+    )
+}
+
+/// The judgment step: a valid answer classifies (charged from token usage, no secret in the
+/// prompt); an invalid answer or a timeout falls back to the rules and escalates; a model that
+/// says "outage" where the rules do not never causes a rollback or restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llm_classifier_validated_charged_and_falls_back() {
+    // A valid answer.
+    let fake = fake_llm(
+        r#"{"classification":"degradation","confidence":0.7,"reason":"upstream_errors"}"#,
+        Duration::ZERO,
+    )
+    .await;
+    let mut e = env(Scenario::lowendinsight_default(), OLD, "rolling").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    e.pipeline.classifier = llm(&fake.url, Duration::from_secs(5), 2.0);
+    let h = e.pipeline.handle(unknown_line()).await.unwrap();
+    let Handled::Answered {
+        class, incident, ..
+    } = &h
+    else {
+        panic!("{h:?}")
+    };
+    assert_eq!(*class, Classification::Degradation);
+    let inc = records(&e.store, RecordKind::Incident)
+        .into_iter()
+        .find(|r| &r.id == incident)
+        .unwrap();
+    assert_eq!(inc.data["rule"], "llm");
+    // 1000 × $2/Mtok + 50 × $8/Mtok = $0.0024
+    let cost = inc.data["llm_cost_usd"].as_f64().unwrap();
+    assert!((cost - 0.0024).abs() < 1e-9, "{cost}");
+    let reqs = fake.requests.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 1);
+    let prompt = reqs[0].to_string();
+    assert!(
+        prompt.contains("replied garbage") && prompt.contains("cache.internal"),
+        "{prompt}"
+    );
+    assert!(
+        !prompt.contains("hunter2") && !prompt.contains("sk-test-secret"),
+        "{prompt}"
+    );
+    assert_eq!(reqs[0]["response_format"]["type"], "json_object");
+
+    // The model says outage; the rules see nothing down: no rollback, no restart.
+    let fake = fake_llm(
+        r#"{"classification":"outage","confidence":0.99,"reason":"site_down"}"#,
+        Duration::ZERO,
+    )
+    .await;
+    e.pipeline.classifier = llm(&fake.url, Duration::from_secs(5), 2.0);
+    let mut s = unknown_line();
+    s.class = "other".into();
+    let before = mutations(&e.sim);
+    let h = e.pipeline.handle(s).await.unwrap();
+    let Handled::Answered { class, actions, .. } = &h else {
+        panic!("{h:?}")
+    };
+    assert_eq!(*class, Classification::Outage);
+    assert!(
+        actions.iter().any(|a| a.action == "escalate"),
+        "{actions:?}"
+    );
+    assert!(
+        actions
+            .iter()
+            .all(|a| a.action != "rollback" && a.action != "restart_machine"),
+        "{actions:?}"
+    );
+    assert_eq!(mutations(&e.sim), before);
+
+    // Not the schema → rules (unknown) and an escalation naming the failure.
+    let fake = fake_llm("Looks like an outage, roll back!", Duration::ZERO).await;
+    e.pipeline.classifier = llm(&fake.url, Duration::from_secs(5), 2.0);
+    let mut s = unknown_line();
+    s.class = "third".into();
+    let h = e.pipeline.handle(s).await.unwrap();
+    let Handled::Answered { class, .. } = &h else {
+        panic!("{h:?}")
+    };
+    assert_eq!(*class, Classification::Unknown);
+    let esc = e.seen.escalations.lock().unwrap().last().cloned().unwrap();
+    assert!(
+        esc.data["reasons"]
+            .to_string()
+            .contains("llm_invalid_answer"),
+        "{:?}",
+        esc.data
+    );
+
+    // Too slow → rules and escalate.
+    let fake = fake_llm(
+        r#"{"classification":"noise","confidence":0.99,"reason":"fine"}"#,
+        Duration::from_secs(3),
+    )
+    .await;
+    e.pipeline.classifier = llm(&fake.url, Duration::from_millis(300), 2.0);
+    let mut s = unknown_line();
+    s.class = "fourth".into();
+    let h = e.pipeline.handle(s).await.unwrap();
+    let Handled::Answered { class, .. } = &h else {
+        panic!("{h:?}")
+    };
+    assert_eq!(*class, Classification::Unknown);
+    let esc = e.seen.escalations.lock().unwrap().last().cloned().unwrap();
+    assert!(
+        esc.data["reasons"]
+            .to_string()
+            .contains("llm_unavailable: timeout"),
+        "{:?}",
+        esc.data
+    );
+
+    // A call that could cost more than the $2.00 incident budget is not made.
+    let fake = fake_llm(
+        r#"{"classification":"noise","confidence":0.99,"reason":"fine"}"#,
+        Duration::ZERO,
+    )
+    .await;
+    e.pipeline.classifier = llm(&fake.url, Duration::from_secs(5), 1000.0);
+    let mut s = unknown_line();
+    s.class = "fifth".into();
+    let h = e.pipeline.handle(s).await.unwrap();
+    assert!(
+        matches!(
+            h,
+            Handled::Answered {
+                class: Classification::Unknown,
+                ..
+            }
+        ),
+        "{h:?}"
+    );
+    assert!(fake.requests.lock().unwrap().is_empty());
+    let esc = e.seen.escalations.lock().unwrap().last().cloned().unwrap();
+    assert!(
+        esc.data["reasons"]
+            .to_string()
+            .contains("llm_budget_exhausted"),
+        "{:?}",
+        esc.data
+    );
+}

@@ -11,6 +11,7 @@
 //! PagerDuty) plug in without this module knowing them. Neither may block for long: each call
 //! is bounded by [`HANDOFF_TIMEOUT`].
 
+mod classifier;
 mod diagnose;
 mod records;
 mod respond;
@@ -31,6 +32,9 @@ use opsctl_crds::kinds::RunbookSpec;
 use opsctl_crds::kinds::runbook::DEFAULT_RECENT_DEPLOY_WINDOW;
 use tokio::sync::{mpsc, watch};
 
+pub use classifier::{
+    Classified, Classifier, INCIDENT_BUDGET_USD, LlmClassifier, LlmConfig, RuleClassifier, scrub,
+};
 pub use diagnose::{Diagnosis, LogLine, after_deploy, fetch_logs};
 pub use respond::ActionResult;
 
@@ -166,6 +170,8 @@ pub struct IncidentPipeline {
     pub escalator: Arc<dyn Escalator>,
     /// Where notifications go.
     pub notifier: Arc<dyn Notifier>,
+    /// Classifies new incidents ([`RuleClassifier`] unless an LLM is configured).
+    pub classifier: Arc<dyn Classifier>,
     /// Tunables.
     pub config: IncidentConfig,
     /// Manifests directory: apps and runbooks are re-read on each signal (the last valid set
@@ -215,6 +221,7 @@ impl IncidentPipeline {
             deployer,
             escalator: Arc::new(LogOnly),
             notifier: Arc::new(LogOnly),
+            classifier: Arc::new(RuleClassifier),
             config,
             manifests: None,
             set: ManifestSet::default(),
@@ -301,6 +308,7 @@ impl IncidentPipeline {
         let admission = self
             .book
             .admit(&signal, now, || Record::new_id(RecordKind::Incident, now));
+        let is_new = matches!(admission, Admission::New(_));
         let fp = match admission {
             Admission::Held(h) => {
                 tracing::info!(fingerprint = %signal.fingerprint(), reason = ?h, "signal held back");
@@ -342,7 +350,23 @@ impl IncidentPipeline {
             inc.last_hour(now),
         )
         .await;
-        let verdict = classify(&signal, &evidence, &self.runbooks());
+        let runbooks = self.runbooks();
+        let spent = records::latest(&self.deployer.store, &inc.id)
+            .and_then(|r| r.data["llm_cost_usd"].as_f64())
+            .unwrap_or(0.0);
+        // The judgment step (when configured) runs for a new incident; repeats use the rules.
+        let classified = if is_new {
+            self.classifier
+                .classify(&signal, &evidence, &runbooks, INCIDENT_BUDGET_USD - spent)
+                .await
+        } else {
+            Classified {
+                verdict: classify(&signal, &evidence, &runbooks),
+                cost_usd: 0.0,
+                escalate: None,
+            }
+        };
+        let verdict = classified.verdict.clone();
         let raised = self.book.raise(&fp, &verdict);
         let Some(inc) = self.book.get(&fp).cloned() else {
             return Ok(Handled::Repeat(fp));
@@ -362,9 +386,18 @@ impl IncidentPipeline {
         diagnosis.deploys = deploys;
         let mut rec = records::incident_record(&inc, previous.as_ref());
         records::set_verdict(&mut rec, &verdict, &signal, deploy.as_ref(), now);
+        if classified.cost_usd > 0.0 {
+            rec.data["llm_cost_usd"] = serde_json::json!(spent + classified.cost_usd);
+        }
+        if let Some(why) = &classified.escalate {
+            rec.data["judgment_failed"] = serde_json::json!(why);
+        }
         rec.status = RecordStatus::InProgress;
         self.deployer.store.append_record(&rec)?;
-        if verdict.class == Classification::Noise && verdict.confidence >= NOISE_CONFIDENCE_FLOOR {
+        if verdict.class == Classification::Noise
+            && verdict.confidence >= NOISE_CONFIDENCE_FLOOR
+            && classified.escalate.is_none()
+        {
             // Sure it is noise: recorded and closed, nobody notified; the book keeps counting
             // repeats for an hour (more than 5 an hour makes it a degradation).
             rec.close(format!("noise:{}", verdict.reason), now);
@@ -390,7 +423,7 @@ impl IncidentPipeline {
         .await;
         let done = records::done_kinds(&rec);
         let recent = deploy.as_ref().map(diagnose::recent);
-        let actions = plan(
+        let mut actions = plan(
             &verdict,
             &Context {
                 first_seen: inc.first_seen,
@@ -400,6 +433,12 @@ impl IncidentPipeline {
                 done: &done,
             },
         );
+        if let Some(why) = &classified.escalate {
+            // The judgment step failed: the rules decided, and a human is told why.
+            actions.push(Action::Escalate {
+                reason: why.clone(),
+            });
+        }
         let results = self
             .respond(
                 &mut rec,
