@@ -995,3 +995,50 @@ async fn llm_classifier_validated_charged_and_falls_back() {
         esc.data
     );
 }
+
+/// BUG-30 variant: the observer sees Fly fine, but 30 apps fail their probes within two
+/// minutes → one correlated `multi_app_outage` incident listing them (after the first few
+/// apps' own incidents), one escalation and one notification for it, nothing done on Fly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bug_30_variant_many_apps_failing_are_one_correlated_incident() {
+    let mut e = env(Scenario::lowendinsight_default(), OLD, "rolling").await;
+    let mut correlated = vec![];
+    for n in 0..30 {
+        let mut s = signal(
+            SignalKind::ProbeFailed,
+            "status:503",
+            None,
+            "probe answered 503",
+        );
+        s.app = Some(format!("app-{n}"));
+        s.release = None;
+        if let Handled::Correlated(fresh) = e.pipeline.handle(s).await.unwrap() {
+            correlated.push(fresh);
+        }
+    }
+    assert_eq!(correlated.len(), 26);
+    assert_eq!(correlated.iter().filter(|f| **f).count(), 1);
+    let recs: Vec<Record> = records(&e.store, RecordKind::Incident)
+        .into_iter()
+        .filter(|r| r.labels.contains(&"correlated".to_owned()))
+        .collect();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].data["held_back_apps"].as_array().unwrap().len(), 30);
+    let esc = e.seen.escalations.lock().unwrap().clone();
+    assert_eq!(
+        esc.iter()
+            .filter(|r| r.data["reasons"].to_string().contains("multi_app_outage"))
+            .count(),
+        1
+    );
+    let opened_for_it = e
+        .seen
+        .notifications
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, id)| *id == recs[0].id)
+        .count();
+    assert_eq!(opened_for_it, 1);
+    assert_eq!(mutations(&e.sim), 0);
+}

@@ -22,7 +22,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use opsctl_controllers::incident::book::{Admission, Book, Held, MONITORING_FINGERPRINT};
+use opsctl_controllers::incident::book::{
+    Admission, Book, CORRELATED_FINGERPRINT, Held, MONITORING_FINGERPRINT,
+};
 use opsctl_controllers::incident::classify::{Verdict, classify};
 use opsctl_controllers::incident::respond::{Action, Context, plan};
 use opsctl_controllers::incident::{Classification, NOISE_CONFIDENCE_FLOOR};
@@ -147,6 +149,8 @@ pub enum Handled {
     Held(Held),
     /// Counted in the monitoring-path-down incident (`true`: just opened).
     Monitoring(bool),
+    /// Folded into the correlated many-apps incident (`true`: just opened).
+    Correlated(bool),
     /// An occurrence added to an open incident, nothing else.
     Repeat(String),
     /// A new (or newly more severe) incident was classified and answered.
@@ -291,6 +295,13 @@ impl IncidentPipeline {
     pub async fn handle(&mut self, signal: Signal) -> Result<Handled, StoreError> {
         self.reload();
         let now = self.deployer.clock.now();
+        if let Some(c) = self.book.correlation_over(now) {
+            let previous = records::latest(&self.deployer.store, &c.id);
+            let mut rec = records::incident_record(&c, previous.as_ref());
+            rec.close("quiet", now);
+            self.deployer.store.append_record(&rec)?;
+            self.notify(NotifyEvent::Resolved, &rec).await;
+        }
         if let Some(m) = self.book.observer_recovered(now) {
             let previous = records::latest(&self.deployer.store, &m.id);
             let mut rec = records::incident_record(&m, previous.as_ref());
@@ -336,6 +347,25 @@ impl IncidentPipeline {
                     }
                 }
                 return Ok(Handled::Monitoring(fresh));
+            }
+            Admission::Correlated(fresh) => {
+                if let Some(c) = self.book.get(CORRELATED_FINGERPRINT).cloned() {
+                    let previous = records::latest(&self.deployer.store, &c.id);
+                    let grew = previous.as_ref().is_none_or(|p| {
+                        p.data["held_back_apps"].as_array().map_or(0, Vec::len)
+                            < c.held_back_apps.len()
+                    });
+                    if grew {
+                        let rec = records::incident_record(&c, previous.as_ref());
+                        self.deployer.store.append_record(&rec)?;
+                        if fresh {
+                            self.notify(NotifyEvent::Opened, &rec).await;
+                            self.escalate(&rec, &["multi_app_outage".into()], now)
+                                .await?;
+                        }
+                    }
+                }
+                return Ok(Handled::Correlated(fresh));
             }
             Admission::New(fp) | Admission::Repeat(fp) => fp,
         };

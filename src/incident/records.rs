@@ -5,7 +5,9 @@
 
 use chrono::{DateTime, Utc};
 use opsctl_controllers::incident::Severity;
-use opsctl_controllers::incident::book::{MONITORING_FINGERPRINT, OpenIncident};
+use opsctl_controllers::incident::book::{
+    CORRELATED_FINGERPRINT, MONITORING_FINGERPRINT, OpenIncident,
+};
 use opsctl_controllers::incident::classify::Verdict;
 use opsctl_controllers::incident::respond::Action;
 use opsctl_controllers::signal::Signal;
@@ -34,6 +36,12 @@ fn title(inc: &OpenIncident) -> String {
         return "Monitoring path down: opsctl cannot observe Fly (no app incidents while blind)"
             .into();
     }
+    if inc.fingerprint == CORRELATED_FINGERPRINT {
+        return format!(
+            "Many apps failing together ({} apps): suspected platform or region cause",
+            inc.held_back_apps.len()
+        );
+    }
     format!(
         "{} {}: {} ({})",
         inc.class.as_str(),
@@ -55,6 +63,9 @@ pub(super) fn incident_record(inc: &OpenIncident, previous: Option<&Record>) -> 
         }
         if inc.fingerprint == MONITORING_FINGERPRINT {
             r.labels.push("monitoring".into());
+        }
+        if inc.fingerprint == CORRELATED_FINGERPRINT {
+            r.labels.push("correlated".into());
         }
         r.data = json!({"actions": [], "timeline": [
             {"at": inc.first_seen, "event": format!("first signal {}", inc.fingerprint)}
@@ -81,7 +92,7 @@ fn set_state(rec: &mut Record, inc: &OpenIncident) {
     d["reason"] = json!(inc.reason);
     d["first_seen"] = json!(inc.first_seen);
     d["last_seen"] = json!(inc.last_seen);
-    if inc.fingerprint == MONITORING_FINGERPRINT {
+    if inc.fingerprint == MONITORING_FINGERPRINT || inc.fingerprint == CORRELATED_FINGERPRINT {
         d["held_back_apps"] = json!(inc.held_back_apps);
         d["held_back_signals"] = json!(inc.held_back);
     }

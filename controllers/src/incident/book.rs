@@ -25,6 +25,20 @@ use crate::signal::{Signal, SignalKind};
 /// The fingerprint of the one incident for opsctl's own blindness.
 pub const MONITORING_FINGERPRINT: &str = "opsctl/monitoring_path_down";
 
+/// The fingerprint of the one correlated incident when many apps fail together while the
+/// observer can see (case BUG-30 variant: a suspected platform or region cause).
+pub const CORRELATED_FINGERPRINT: &str = "opsctl/multi_app_outage";
+
+/// Distinct apps whose availability signals within [`CORRELATION_WINDOW_SECS`] make one
+/// correlated incident instead of one incident each.
+pub const CORRELATION_APPS: usize = 5;
+
+/// The correlation window (case BUG-30: "within 2 minutes").
+pub const CORRELATION_WINDOW_SECS: i64 = 120;
+
+/// A correlated incident with no new signal for this long is over.
+pub const CORRELATION_QUIET_SECS: i64 = 600;
+
 /// Prefix of `Signal::source` for signals the incident pipeline's own responses raise.
 pub const OWN_SOURCE_PREFIX: &str = "incident/";
 
@@ -107,6 +121,9 @@ pub enum Admission {
     /// opsctl's own blindness: counted in the monitoring incident (`true` when it was just
     /// opened).
     Monitoring(bool),
+    /// One of many apps failing together: folded into the correlated incident (`true` when it
+    /// was just opened); no per-app incident, no per-app action.
+    Correlated(bool),
     /// Held back, opened nothing.
     Held(Held),
 }
@@ -116,6 +133,9 @@ pub enum Admission {
 pub struct Book {
     open: BTreeMap<String, OpenIncident>,
     blind_until: Option<DateTime<Utc>>,
+    /// Recent availability signals per app (for correlation), oldest first.
+    #[serde(default)]
+    recent_apps: Vec<(DateTime<Utc>, String)>,
     /// How long the observer stays blind after an `observer_blind` signal.
     pub blind_hold: Option<Duration>,
 }
@@ -183,6 +203,52 @@ impl Book {
                 }
             }
             return Admission::Held(Held::ObserverBlind);
+        }
+        let availability = matches!(
+            signal.kind,
+            SignalKind::ProbeFailed
+                | SignalKind::CheckFailing
+                | SignalKind::MachineDown
+                | SignalKind::CrashLoop
+        );
+        if availability && let Some(app) = &signal.app {
+            if let Some(c) = self.open.get_mut(CORRELATED_FINGERPRINT) {
+                bump(c, signal.at, now);
+                c.held_back_apps.insert(app.clone());
+                c.held_back += 1;
+                return Admission::Correlated(false);
+            }
+            let window = Duration::seconds(CORRELATION_WINDOW_SECS);
+            self.recent_apps
+                .retain(|(t, _)| now.signed_duration_since(*t) <= window);
+            self.recent_apps.push((signal.at, app.clone()));
+            let apps: BTreeSet<String> = self.recent_apps.iter().map(|(_, a)| a.clone()).collect();
+            if apps.len() >= CORRELATION_APPS {
+                let mut inc = OpenIncident {
+                    id: new_id(),
+                    fingerprint: CORRELATED_FINGERPRINT.to_owned(),
+                    app: None,
+                    kind: signal.kind,
+                    class: Classification::Outage,
+                    confidence: 0.7,
+                    reason: "multi_app_outage".into(),
+                    severity: Severity::Critical,
+                    occurrences: 0,
+                    first_seen: self.recent_apps.first().map_or(signal.at, |(t, _)| *t),
+                    last_seen: signal.at,
+                    recent: vec![],
+                    release: None,
+                    deploy: None,
+                    machine: None,
+                    held_back_apps: apps,
+                    held_back: 1,
+                    responded: false,
+                };
+                bump(&mut inc, signal.at, now);
+                self.open.insert(CORRELATED_FINGERPRINT.to_owned(), inc);
+                self.recent_apps.clear();
+                return Admission::Correlated(true);
+            }
         }
         let fp = signal.fingerprint();
         if let Some(inc) = self.open.get_mut(&fp) {
@@ -262,6 +328,19 @@ impl Book {
                 || i.reason.is_empty()
                 || now.signed_duration_since(i.last_seen) <= Duration::hours(1)
         });
+    }
+
+    /// The correlated incident, removed, once no app signal joined it for
+    /// [`CORRELATION_QUIET_SECS`] before `now`.
+    pub fn correlation_over(&mut self, now: DateTime<Utc>) -> Option<OpenIncident> {
+        let quiet = self.open.get(CORRELATED_FINGERPRINT).is_some_and(|c| {
+            now.signed_duration_since(c.last_seen) > Duration::seconds(CORRELATION_QUIET_SECS)
+        });
+        if quiet {
+            self.open.remove(CORRELATED_FINGERPRINT)
+        } else {
+            None
+        }
     }
 
     /// Put back an incident read from the records at start-up.
@@ -441,6 +520,63 @@ mod tests {
         assert_eq!(closed.fingerprint, MONITORING_FINGERPRINT);
         let s = sig("app-1", SignalKind::ProbeFailed, 1, "timeout", 200);
         assert!(matches!(book.admit(&s, t(200), &mut id), Admission::New(_)));
+    }
+
+    /// Case BUG-30 variant: the observer sees fine, but 30 apps fail probes within 2 minutes →
+    /// the first few open their own incidents, every later one folds into one correlated
+    /// incident listing them; it ends after 10 quiet minutes.
+    #[test]
+    fn bug_30_many_apps_failing_together_are_one_correlated_incident() {
+        let mut book = Book::new();
+        let mut n = 0;
+        let mut id = || {
+            n += 1;
+            format!("incident-{n}")
+        };
+        let mut own = 0;
+        let mut correlated = 0;
+        for a in 0..30 {
+            let s = sig(
+                &format!("app-{a}"),
+                SignalKind::ProbeFailed,
+                1,
+                "timeout",
+                a * 2,
+            );
+            match book.admit(&s, t(a * 2), &mut id) {
+                Admission::New(_) => own += 1,
+                Admission::Correlated(fresh) => {
+                    correlated += 1;
+                    assert_eq!(fresh, correlated == 1);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(own, CORRELATION_APPS - 1);
+        assert_eq!(correlated, 30 - own);
+        let c = book.get(CORRELATED_FINGERPRINT).unwrap();
+        assert_eq!(c.held_back_apps.len(), 30 - own + CORRELATION_APPS - 1);
+        assert_eq!(c.class, Classification::Outage);
+        assert!(book.correlation_over(t(100)).is_none());
+        assert!(
+            book.correlation_over(t(58 + CORRELATION_QUIET_SECS + 1))
+                .is_some()
+        );
+        // Signals spread over time never correlate.
+        let mut book = Book::new();
+        for a in 0..30 {
+            let s = sig(
+                &format!("app-{a}"),
+                SignalKind::ProbeFailed,
+                1,
+                "timeout",
+                a * 60,
+            );
+            assert!(matches!(
+                book.admit(&s, t(a * 60), || "x".into()),
+                Admission::New(_)
+            ));
+        }
     }
 
     /// The LEI investigation chain: a signal raised by a response never opens an incident.
