@@ -118,6 +118,7 @@ pub(super) async fn run(
                     Ok(o) => o
                         .machines
                         .iter()
+                        // Expected to run and counted down, judged one machine at a time.
                         .filter(|m| machine_counts(std::slice::from_ref(*m), None) == (1, 1))
                         .map(|m| m.id.clone())
                         .collect(),

@@ -345,6 +345,11 @@ impl Book {
 
     /// Put back an incident read from the records at start-up.
     pub fn restore(&mut self, inc: OpenIncident) {
+        if inc.fingerprint == MONITORING_FINGERPRINT {
+            // Still blind until the hold after its last signal, as before the restart.
+            let until = inc.last_seen + self.hold();
+            self.blind_until = Some(self.blind_until.map_or(until, |u| u.max(until)));
+        }
         self.open.insert(inc.fingerprint.clone(), inc);
     }
 
@@ -514,6 +519,15 @@ mod tests {
             (40, 40, 2)
         );
         assert!(book.observer_recovered(t(60)).is_none(), "still blind");
+        // A restarted opsctl that reads the incident back is still blind too.
+        let mut again = Book::new();
+        again.restore(book.get(MONITORING_FINGERPRINT).unwrap().clone());
+        assert!(again.blind(t(60)));
+        let s = sig("app-1", SignalKind::ProbeFailed, 1, "timeout", 60);
+        assert_eq!(
+            again.admit(&s, t(60), || "y".into()),
+            Admission::Held(Held::ObserverBlind)
+        );
         let closed = book
             .observer_recovered(t(2 + DEFAULT_BLIND_HOLD_SECS))
             .unwrap();
