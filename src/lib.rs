@@ -12,6 +12,7 @@
 //! - [`maintenance`]: the periodic read-only checks (health, machines, PostgreSQL, Redis, Oban,
 //!   cost), their scheduler and status.
 //! - [`sim`]: the local Fly simulator (`opsctl sim serve`, `--fly embedded`).
+//! - [`incident`]: the incident pipeline (classify, diagnose, respond, postmortem).
 //! - [`probes`]: external probes (HTTP) the deploy's HealthCheck stage runs.
 //! - [`records`]: the append-only, crash-safe record store (deploy records).
 //! - [`secret`]: the `Secret` newtype that never prints its value.
@@ -21,6 +22,7 @@ pub mod drain;
 pub mod fly;
 pub mod maintenance;
 pub mod notify;
+pub mod incident;
 pub mod precheck;
 pub mod probes;
 pub mod records;

@@ -15,6 +15,7 @@
 //! - [`history`]: decisions from past deploys: pinned-out images, pauses, rollback targets.
 //! - [`maintenance`]: the maintenance checks' judges (machine status, health, PostgreSQL,
 //!   Redis, Oban growth, cost).
+//! - [`incident`]: the incident pipeline's decisions: dedup, classification, responses.
 //! - [`signal`]: what checks and pipelines report to the incident pipeline, and its fingerprint.
 //! - [`certs`]: certificate windows: expiry (BUG-23), not-ready and rate-limited certificates
 //!   (BUG-21), Fly's view against the TLS handshake's.
@@ -24,6 +25,7 @@
 pub mod certs;
 pub mod diff;
 pub mod history;
+pub mod incident;
 pub mod machine_config;
 pub mod maintenance;
 pub mod observed;

@@ -34,7 +34,8 @@ pub fn exec(args: HistoryArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let app = args.app.as_deref();
     let mut records = store.records(|r| {
         (args.imported || r.kind != RecordKind::Bead)
-            && app.is_none_or(|a| r.app.as_deref() == Some(a))
+            // Records about no app (opsctl's own blindness) belong to every app's history.
+            && app.is_none_or(|a| r.app.as_deref().is_none_or(|ra| ra == a))
     })?;
     records.truncate(args.limit);
     if global.output == Format::Json {

@@ -19,28 +19,102 @@ pub struct RunArgs {
     /// Delay between health polls during a rollout.
     #[arg(long, default_value = "500ms")]
     pub poll: DurationStr,
+    /// How long after a deploy finishes its health is judged for the incident pipeline (the
+    /// checks need their grace period; a deploy that leaves no healthy machine is an outage).
+    #[arg(long, default_value = "30s")]
+    pub incident_settle: DurationStr,
+    /// Optional judgment step for new incidents: base URL of an OpenAI-compatible chat API
+    /// (`/v1/chat/completions` is appended). Off when absent; the key comes from
+    /// `OPSCTL_LLM_API_KEY`. Failures fall back to the rules and escalate (docs/incidents.md).
+    #[arg(long, env = "OPSCTL_LLM_URL")]
+    pub llm_url: Option<String>,
+    /// Model name for `--llm-url`.
+    #[arg(long, env = "OPSCTL_LLM_MODEL", default_value = "gpt-4o-mini")]
+    pub llm_model: String,
+    /// US dollars per million prompt tokens, for the $2.00 per-incident budget.
+    #[arg(long, default_value_t = 0.15)]
+    pub llm_usd_per_mtok_prompt: f64,
+    /// US dollars per million completion tokens.
+    #[arg(long, default_value_t = 0.60)]
+    pub llm_usd_per_mtok_completion: f64,
 }
 
 pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let target = target::connect(&global.fly).await?;
     let (mut deployer, stop) = target::deployer(&target, global)?;
     deployer.poll = args.poll.get().max(Duration::from_millis(50));
+    // The incident pipeline runs beside the reconciler with its own deployer (same client,
+    // store and clock) for rollbacks; `signals` is the channel other parts send into.
+    let (signals, incoming) = crate::incident::channel();
+    let mut incident_deployer = crate::runtime::deploy::Deployer::new(
+        deployer.client.clone(),
+        deployer.store.clone(),
+        deployer.clock.clone(),
+        stop.clone(),
+    );
+    incident_deployer.poll = deployer.poll;
+    let mut pipeline = crate::incident::IncidentPipeline::new(
+        incident_deployer,
+        crate::incident::IncidentConfig::default(),
+    );
+    pipeline.manifests = Some(global.manifests.clone());
+    if let Some(url) = &args.llm_url {
+        let parsed = reqwest::Url::parse(url).map_err(|e| {
+            super::output::coded(
+                "config",
+                format!("--llm-url {url:?} is not a valid URL: {e} (expected e.g. http://127.0.0.1:8080)"),
+            )
+        })?;
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(super::output::coded(
+                "config",
+                "--llm-url has credentials in it; remove them (the key comes from OPSCTL_LLM_API_KEY)",
+            ));
+        }
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(super::output::coded(
+                "config",
+                format!("--llm-url {url:?}: expected an http(s) URL"),
+            ));
+        }
+        let url = url.trim_end_matches('/').to_owned();
+        let api_key = std::env::var("OPSCTL_LLM_API_KEY")
+            .ok()
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| crate::secret::Secret::new(k.trim()));
+        pipeline.classifier = std::sync::Arc::new(crate::incident::LlmClassifier::new(
+            crate::incident::LlmConfig {
+                base_url: url,
+                model: args.llm_model.clone(),
+                api_key,
+                timeout: Duration::from_secs(30),
+                usd_per_mtok_prompt: args.llm_usd_per_mtok_prompt,
+                usd_per_mtok_completion: args.llm_usd_per_mtok_completion,
+                max_tokens: 200,
+            },
+        )?);
+        tracing::info!(model = %args.llm_model, "incident judgment step enabled");
+    }
+    let incidents = tokio::spawn(pipeline.run(incoming, stop.clone()));
     let maintenance = crate::maintenance::start(
         target.client.clone(),
         deployer.store.clone(),
         deployer.clock.clone(),
         global.manifests.clone(),
         global.state.clone(),
-        None,
+        Some(signals.clone()),
         stop.clone(),
     );
-    let reconciled = Reconciler::new(global.manifests.clone(), deployer, args.resync.get())
-        .run(stop)
-        .await;
-    // The scheduler ends on the same stop signal; if the reconciler failed instead, stop it.
+    let mut reconciler = Reconciler::new(global.manifests.clone(), deployer, args.resync.get());
+    reconciler.incidents = Some(signals);
+    reconciler.incident_settle = args.incident_settle.get();
+    let reconciled = reconciler.run(stop).await;
+    // The scheduler and the pipeline end on the same stop signal; if the reconciler failed
+    // instead, stop the scheduler (the pipeline ends when its senders are gone).
     maintenance.abort();
     let _ = maintenance.await;
     reconciled?;
+    let _ = incidents.await;
     drop(target);
     Ok(ExitCode::SUCCESS)
 }

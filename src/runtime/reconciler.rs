@@ -31,6 +31,10 @@ pub struct Reconciler {
     pub deployer: Deployer,
     /// Full pass at least this often.
     pub resync: Duration,
+    /// Where finished deploys are handed to the incident pipeline (`opsctl run` sets it).
+    pub incidents: Option<tokio::sync::mpsc::Sender<opsctl_controllers::signal::Signal>>,
+    /// How long after a deploy its health is judged for the incident hand-off.
+    pub incident_settle: Duration,
     last_valid: Option<ManifestSet>,
     last_commit: Option<String>,
     /// The last pass failed; `retry_in` is the current backoff.
@@ -48,6 +52,8 @@ impl Reconciler {
             manifests,
             deployer,
             resync,
+            incidents: None,
+            incident_settle: Duration::from_secs(30),
             last_valid: None,
             last_commit: None,
             failing: false,
@@ -155,6 +161,8 @@ impl Reconciler {
             }
             let span = tracing::info_span!("reconcile", app = %app.app_name(), trigger, revision = self.last_commit.as_deref().unwrap_or("-"));
             let deployer = &self.deployer;
+            let incidents = self.incidents.clone();
+            let settle = self.incident_settle;
             let commit = self.last_commit.clone();
             ok &= async move {
                 match deployer.deploy(app, Trigger::Reconcile, commit).await {
@@ -164,7 +172,10 @@ impl Reconciler {
                     }
                     Ok(Outcome::Blocked { reason }) => tracing::warn!("{reason}"),
                     Ok(Outcome::Deployed(rec)) => {
-                        tracing::info!(record = %rec.id, status = rec.status.as_str(), "deploy recorded")
+                        tracing::info!(record = %rec.id, status = rec.status.as_str(), "deploy recorded");
+                        if let Some(tx) = incidents {
+                            crate::incident::hand_off(deployer.client.clone(), deployer.clock.clone(), *rec, tx, settle);
+                        }
                     }
                     Err(e) => {
                         tracing::error!(error = %e, cause = %error_chain(&e), "reconcile failed; retrying soon");

@@ -158,3 +158,82 @@ impl Deployer {
         }
     }
 }
+
+impl Deployer {
+    /// Roll back a *finished* deploy (record `deploy_id` of `app`), for the incident pipeline:
+    /// an outage after a deploy that looked fine (case BUG-02). Builds the touched machines
+    /// from the record (their current config with the image they ran before) and goes through
+    /// [`Deployer::fail`] above, so target choice (never a known-bad image), the new release,
+    /// health judgement and recording are the deploy pipeline's own. At most once: a deploy
+    /// whose record already holds a rollback is returned unchanged (case BUG-14).
+    ///
+    /// # Errors
+    /// The record is unknown or has no release, Fly cannot be read or leased, or the store
+    /// fails; nothing was changed on Fly then, except when the store failed mid-way.
+    pub async fn rollback_finished(
+        &self,
+        app: &FlyApp,
+        deploy_id: &str,
+    ) -> Result<DeployRecord, String> {
+        let name = app.app_name().to_owned();
+        let mut rec = self
+            .store
+            .deploys(Some(&name))
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .find(|r| r.id == deploy_id)
+            .ok_or_else(|| format!("no deploy record {deploy_id} for {name}"))?;
+        if rec.rollback.is_some() {
+            return Ok(rec);
+        }
+        let release = rec.release.clone().ok_or_else(|| {
+            format!("deploy {deploy_id} created no release; nothing to roll back")
+        })?;
+        let mut touched = Vec::new();
+        for m in rec.machines.iter().filter(|m| {
+            matches!(
+                m.result,
+                MachineResult::Healthy | MachineResult::Failed | MachineResult::Unverified
+            )
+        }) {
+            let current = self
+                .client
+                .get_machine(&name, &m.machine)
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(mut before) = current.config else {
+                return Err(format!(
+                    "Fly did not return {}'s config; not rolling back blind",
+                    m.machine
+                ));
+            };
+            before.image.clone_from(&m.from_image);
+            touched.push(Touched {
+                step: MachineStep {
+                    machine: m.machine.clone(),
+                    group: m.group.clone(),
+                    region: m.region.clone(),
+                    from_image: m.from_image.clone(),
+                    skip_launch: false,
+                    wait_healthy: true,
+                },
+                before,
+            });
+        }
+        let machines: Vec<String> = touched.iter().map(|t| t.step.machine.clone()).collect();
+        let leases = self
+            .lease_all(&name, &machines)
+            .await
+            .map_err(|e| e.to_string())?;
+        let reason = format!("incident: outage after deploy {deploy_id}");
+        // The outage is a health failure of this deploy: pin its image/revision out so the
+        // reconciler does not deploy it again automatically.
+        rec.failed_health = true;
+        let result = self
+            .fail(app, &release, &leases, touched, &mut rec, reason)
+            .await;
+        super::leases::release_all(&self.client, &name, &leases).await;
+        result.map_err(|e| e.to_string())?;
+        Ok(rec)
+    }
+}
