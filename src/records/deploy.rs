@@ -55,6 +55,10 @@ pub struct DeployRecord {
     /// crash.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub needs_recovery: bool,
+    /// The escalation record this deploy raised (a rollback not started because its image
+    /// is pruned or could not be looked up), when it raised one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<String>,
     /// Leases this deploy holds right now (machine → nonce), so that a restarted opsctl can
     /// release its own leases at once (case BUG-04 C) instead of waiting for them to expire.
     /// Empty once released. Nonces are useless without the Fly token.

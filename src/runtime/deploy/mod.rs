@@ -14,6 +14,7 @@
 //! again automatically); leases are released on every path; a stop request is honoured
 //! between batches.
 
+mod escalate;
 mod health;
 mod leases;
 mod recover;
@@ -203,6 +204,7 @@ impl Deployer {
             rollback: None,
             steps: vec![],
             needs_recovery: false,
+            escalation: None,
             leases: Default::default(),
             started_at: self.clock.now(),
             finished_at: None,
