@@ -48,6 +48,12 @@ pub struct DeployRecord {
     /// The automatic rollback, if one ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackRecord>,
+    /// The rollout phase it is in, recorded *before* it is entered
+    /// (`opsctl_controllers::rollout::phase`); `done` once finished. A halted record that
+    /// needs recovery keeps the phase it halted in. `None` in records written before phases
+    /// were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<opsctl_controllers::rollout::phase::Phase>,
     /// Every step, recorded *before* it was taken (`intent`), then its `result`.
     pub steps: Vec<StepRecord>,
     /// Halted with machines possibly on the new image and not judged (interrupted, or Fly
@@ -72,6 +78,19 @@ pub struct DeployRecord {
 }
 
 impl DeployRecord {
+    /// The phase outcome matching a final `status` (`None` while in progress).
+    pub fn outcome(&self) -> Option<opsctl_controllers::rollout::phase::Outcome> {
+        use opsctl_controllers::rollout::phase::Outcome;
+        match self.status {
+            DeployStatus::InProgress => None,
+            DeployStatus::Succeeded => Some(Outcome::Succeeded),
+            DeployStatus::Failed => Some(Outcome::Failed),
+            DeployStatus::RolledBack => Some(Outcome::RolledBack),
+            DeployStatus::RollbackFailed => Some(Outcome::RollbackFailed),
+            DeployStatus::Halted => Some(Outcome::Halted),
+        }
+    }
+
     /// The record as the controllers' history sees it.
     pub fn past(&self) -> opsctl_controllers::history::PastDeploy {
         use opsctl_controllers::history::PastOutcome;

@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use opsctl_controllers::diff::{AppDiff, diff};
 use opsctl_controllers::history::{PastDeploy, may_deploy};
+use opsctl_controllers::rollout::phase::{Phase, transition};
 use opsctl_controllers::rollout::{self, Failure, MachineStep, RolloutPlan, Verdict};
 use opsctl_crds::FlyApp;
 use tokio::sync::watch;
@@ -205,6 +206,7 @@ impl Deployer {
             steps: vec![],
             needs_recovery: false,
             escalation: None,
+            phase: None,
             leases: Default::default(),
             started_at: self.clock.now(),
             finished_at: None,
@@ -240,18 +242,20 @@ impl Deployer {
                     reason: previous.reason.unwrap_or_default(),
                 });
             }
+            self.enter(&mut rec, Phase::PreCheck)?;
             if !self.pre_check(app, &mut rec).await? {
                 rec.finished_at = Some(self.clock.now());
                 self.store.append(&rec)?;
                 return Ok(Outcome::Deployed(Box::new(rec)));
             }
         }
-        if let Some(oban) = app.spec.deploy.drain.as_ref().and_then(|d| d.oban.as_ref())
-            && !self.drain(oban, &mut rec).await?
-        {
-            rec.finished_at = Some(self.clock.now());
-            self.store.append(&rec)?;
-            return Ok(Outcome::Deployed(Box::new(rec)));
+        if let Some(oban) = app.spec.deploy.drain.as_ref().and_then(|d| d.oban.as_ref()) {
+            self.enter(&mut rec, Phase::Drain)?;
+            if !self.drain(oban, &mut rec).await? {
+                rec.finished_at = Some(self.clock.now());
+                self.store.append(&rec)?;
+                return Ok(Outcome::Deployed(Box::new(rec)));
+            }
         }
         // Release command (migrations): once per image, human only, before any machine.
         if let Some(stop) = self.release_command_stage(app, &mut rec).await? {
@@ -263,6 +267,39 @@ impl Deployer {
         result?;
         tracing::info!(app = %name, status = rec.status.as_str(), reason = rec.reason.as_deref().unwrap_or(""), "deploy finished");
         Ok(Outcome::Deployed(Box::new(rec)))
+    }
+
+    /// Record (durably) that `rec` enters `phase`, before it does. A transition the
+    /// controllers' [`transition`] rejects is an opsctl bug: logged at ERROR (and a panic in
+    /// debug builds, so tests catch it); the journal still records where the deploy is.
+    fn enter(&self, rec: &mut DeployRecord, phase: Phase) -> Result<(), StoreError> {
+        Self::check_transition(rec, &phase);
+        tracing::debug!(app = %rec.app, record = %rec.id, phase = %phase, "entering phase");
+        rec.phase = Some(phase);
+        self.store.append(rec)
+    }
+
+    fn check_transition(rec: &DeployRecord, phase: &Phase) {
+        if let Err(e) = transition(rec.phase.as_ref(), phase) {
+            tracing::error!(app = %rec.app, record = %rec.id, error = %e, "opsctl bug");
+            debug_assert!(false, "{e}");
+        }
+    }
+
+    /// Set `rec.phase` to `done` with the outcome of its status, unless the record stays
+    /// recoverable (`needs_recovery`: it keeps the phase it halted in). Not appended here.
+    fn mark_done(rec: &mut DeployRecord) {
+        if rec.needs_recovery {
+            return;
+        }
+        if let Some(outcome) = rec.outcome() {
+            let done = Phase::Done { outcome };
+            if rec.phase.as_ref() == Some(&done) {
+                return;
+            }
+            Self::check_transition(rec, &done);
+            rec.phase = Some(done);
+        }
     }
 
     /// Record `intent` (durably) before doing it.
@@ -291,6 +328,7 @@ impl Deployer {
         rec: &mut DeployRecord,
     ) -> Result<(), StoreError> {
         let name = rec.app.clone();
+        self.enter(rec, Phase::Lease)?;
         // Leases first: a deploy that cannot lease every machine changes nothing, not even the
         // release list on Fly.
         let machines: Vec<String> = plan.touches().map(|s| s.machine.clone()).collect();
@@ -390,6 +428,7 @@ impl Deployer {
     ) -> Result<(), StoreError> {
         rec.status = status;
         rec.reason = Some(reason);
+        Self::mark_done(rec);
         self.store.append(rec)
     }
 
@@ -415,6 +454,12 @@ impl Deployer {
     ) -> Result<(), StoreError> {
         let name = rec.app.clone();
         for canary in &plan.canaries {
+            self.enter(
+                rec,
+                Phase::Canary {
+                    group: canary.group.clone(),
+                },
+            )?;
             if let Err(reason) = self.canary(app, plan, release, canary, rec).await? {
                 let _ = self.client.update_release(&release.id, "failed").await;
                 for m in &mut rec.machines {
@@ -424,6 +469,7 @@ impl Deployer {
             }
         }
         if !plan.blue.is_empty() {
+            self.enter(rec, Phase::BlueGreen)?;
             return self.bluegreen(app, plan, release, leases, rec).await;
         }
         let mut touched: Vec<Touched> = Vec::new();
@@ -444,6 +490,13 @@ impl Deployer {
                     ),
                 );
             }
+            self.enter(
+                rec,
+                Phase::Deploy {
+                    batch: i + 1,
+                    of: plan.batches.len(),
+                },
+            )?;
             let ids: Vec<&str> = batch.steps.iter().map(|s| s.machine.as_str()).collect();
             self.intend(
                 rec,
@@ -591,6 +644,7 @@ impl Deployer {
                 }
             }
         }
+        self.enter(rec, Phase::HealthCheck)?;
         if let Err(reason) = self.probe_stage(app, rec).await? {
             return self.fail(app, release, leases, touched, rec, reason).await;
         }
@@ -609,6 +663,7 @@ impl Deployer {
             )
         });
         rec.status = DeployStatus::Succeeded;
+        Self::mark_done(rec);
         self.store.append(rec)
     }
 }

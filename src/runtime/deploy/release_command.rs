@@ -137,6 +137,10 @@ impl Deployer {
             return Ok(Some(Outcome::Blocked { reason }));
         }
         let image = rec.image.clone();
+        self.enter(
+            rec,
+            opsctl_controllers::rollout::phase::Phase::ReleaseCommand,
+        )?;
         let outcome = self.release_command(app, cmd, &image, rec).await?;
         let (status, reason) = match outcome {
             ReleaseCommandOutcome::Succeeded { .. } => return Ok(None),

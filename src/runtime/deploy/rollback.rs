@@ -65,6 +65,7 @@ impl Deployer {
         };
         let name = rec.app.clone();
         let machines: Vec<String> = rb.machines.iter().map(|(m, _)| m.clone()).collect();
+        self.enter(rec, opsctl_controllers::rollout::phase::Phase::Rollback)?;
         // Fly prunes old images: only roll back onto images known to be in the registry.
         let restore: Vec<String> = match &image_override {
             Some(image) => vec![image.clone()],
