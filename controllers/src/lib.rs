@@ -12,11 +12,13 @@
 //! - [`machine_config`]: services, checks and stop settings, desired (from the manifest) and
 //!   observed in the same types, and their normalisation.
 //! - [`rollout`]: the rolling plan, per-machine health verdicts, and the rollback decision.
+//! - [`drain`]: whether the Oban queues are drained, timed out or still waited for.
 //! - [`history`]: decisions from past deploys: pinned-out images, pauses, rollback targets.
 //! - [`signal`]: what checks and pipelines report to the incident pipeline, and its fingerprint.
 #![warn(missing_docs)]
 
 pub mod diff;
+pub mod drain;
 pub mod history;
 pub mod machine_config;
 pub mod observed;
