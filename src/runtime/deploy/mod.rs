@@ -16,6 +16,7 @@
 
 mod escalate;
 mod health;
+mod journal;
 mod leases;
 mod recover;
 mod release_command;
@@ -29,7 +30,7 @@ use std::time::Duration;
 
 use opsctl_controllers::diff::{AppDiff, diff};
 use opsctl_controllers::history::{PastDeploy, may_deploy};
-use opsctl_controllers::rollout::phase::{Phase, transition};
+use opsctl_controllers::rollout::phase::Phase;
 use opsctl_controllers::rollout::{self, Failure, MachineStep, RolloutPlan, Verdict};
 use opsctl_crds::FlyApp;
 use tokio::sync::watch;
@@ -42,8 +43,8 @@ use crate::fly::FlyClient;
 use crate::fly::FlyError;
 use crate::fly::observe::observe_app;
 use crate::records::{
-    DeployRecord, DeployStatus, MachineOutcome, MachineResult, RecordStore, ReleaseRef, StepRecord,
-    StoreError, Trigger,
+    DeployRecord, DeployStatus, MachineOutcome, MachineResult, RecordStore, ReleaseRef, StoreError,
+    Trigger,
 };
 use crate::runtime::clock::Clock;
 
@@ -269,58 +270,6 @@ impl Deployer {
         Ok(Outcome::Deployed(Box::new(rec)))
     }
 
-    /// Record (durably) that `rec` enters `phase`, before it does. A transition the
-    /// controllers' [`transition`] rejects is an opsctl bug: logged at ERROR (and a panic in
-    /// debug builds, so tests catch it); the journal still records where the deploy is.
-    fn enter(&self, rec: &mut DeployRecord, phase: Phase) -> Result<(), StoreError> {
-        Self::check_transition(rec, &phase);
-        tracing::debug!(app = %rec.app, record = %rec.id, phase = %phase, "entering phase");
-        rec.phase = Some(phase);
-        self.store.append(rec)
-    }
-
-    fn check_transition(rec: &DeployRecord, phase: &Phase) {
-        if let Err(e) = transition(rec.phase.as_ref(), phase) {
-            tracing::error!(app = %rec.app, record = %rec.id, error = %e, "opsctl bug");
-            debug_assert!(false, "{e}");
-        }
-    }
-
-    /// Set `rec.phase` to `done` with the outcome of its status, unless the record stays
-    /// recoverable (`needs_recovery`: it keeps the phase it halted in). Not appended here.
-    fn mark_done(rec: &mut DeployRecord) {
-        if rec.needs_recovery {
-            return;
-        }
-        if let Some(outcome) = rec.outcome() {
-            let done = Phase::Done { outcome };
-            if rec.phase.as_ref() == Some(&done) {
-                return;
-            }
-            Self::check_transition(rec, &done);
-            rec.phase = Some(done);
-        }
-    }
-
-    /// Record `intent` (durably) before doing it.
-    fn intend(&self, rec: &mut DeployRecord, intent: String) -> Result<(), StoreError> {
-        tracing::info!(app = %rec.app, "{intent}");
-        rec.steps.push(StepRecord {
-            at: self.clock.now(),
-            intent,
-            result: None,
-        });
-        self.store.append(rec)
-    }
-
-    /// Record the result of the last step.
-    fn done(&self, rec: &mut DeployRecord, result: impl Into<String>) -> Result<(), StoreError> {
-        if let Some(last) = rec.steps.last_mut() {
-            last.result = Some(result.into());
-        }
-        self.store.append(rec)
-    }
-
     async fn run(
         &self,
         app: &FlyApp,
@@ -417,30 +366,6 @@ impl Deployer {
             deploy: app.spec.deploy.clone(),
             machine_checks: app.spec.health.machine_checks,
             stop: self.stop.clone(),
-        }
-    }
-
-    fn finish(
-        &self,
-        rec: &mut DeployRecord,
-        status: DeployStatus,
-        reason: String,
-    ) -> Result<(), StoreError> {
-        rec.status = status;
-        rec.reason = Some(reason);
-        Self::mark_done(rec);
-        self.store.append(rec)
-    }
-
-    fn set_result(
-        rec: &mut DeployRecord,
-        machine: &str,
-        result: MachineResult,
-        detail: Option<String>,
-    ) {
-        if let Some(m) = rec.machines.iter_mut().find(|m| m.machine == machine) {
-            m.result = result;
-            m.detail = detail;
         }
     }
 
