@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod phase;
 pub mod recovery;
+pub mod report;
 
 use crate::diff::AppDiff;
 use crate::observed::{CheckState, MachineState, ObservedApp, ObservedMachine};

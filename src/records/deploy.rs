@@ -61,6 +61,11 @@ pub struct DeployRecord {
     /// crash.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub needs_recovery: bool,
+    /// Per process group, how many machines that should run were healthy when the deploy
+    /// ended (one observation right after it; BUG-02). `None` when not observed: the deploy
+    /// touched no machine, the app could not be observed, or an older record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_health: Option<Vec<opsctl_controllers::rollout::report::GroupHealth>>,
     /// The escalation record this deploy raised (a rollback not started because its image
     /// is pruned or could not be looked up), when it raised one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -78,6 +83,22 @@ pub struct DeployRecord {
 }
 
 impl DeployRecord {
+    /// The end of this deploy as `opsctl_controllers::rollout::report::signals` takes it
+    /// (`None` while in progress). The runtime hands the resulting signals to the incident
+    /// pipeline.
+    pub fn end(&self) -> Option<opsctl_controllers::rollout::report::DeployEnd> {
+        Some(opsctl_controllers::rollout::report::DeployEnd {
+            app: self.app.clone(),
+            deploy: self.id.clone(),
+            release: self.release.as_ref().map(|r| r.version),
+            outcome: self.outcome()?,
+            failed_health: self.failed_health,
+            groups: self.end_health.clone(),
+            reason: self.reason.clone(),
+            at: self.finished_at.unwrap_or(self.started_at),
+        })
+    }
+
     /// The phase outcome matching a final `status` (`None` while in progress).
     pub fn outcome(&self) -> Option<opsctl_controllers::rollout::phase::Outcome> {
         use opsctl_controllers::rollout::phase::Outcome;

@@ -22,6 +22,7 @@ fn record(id: &str, app: &str, minute: u32, status: DeployStatus) -> DeployRecor
         steps: vec![],
         needs_recovery: false,
         escalation: None,
+        end_health: None,
         phase: None,
         leases: Default::default(),
         started_at: Utc.with_ymd_and_hms(2026, 11, 29, 12, minute, 0).unwrap(),

@@ -142,7 +142,11 @@ impl Deployer {
             .next()
             .filter(|r| r.status == DeployStatus::InProgress || r.needs_recovery);
         if let Some(rec) = unfinished {
-            let rec = self.recover(app, rec).await?;
+            let mut rec = self.recover(app, rec).await?;
+            if rec.end_health.is_none() && rec.release.is_some() {
+                self.observe_end_health(&mut rec).await;
+                self.store.append(&rec)?;
+            }
             // Finished or rolled back: that was this pass's deploy. Halted (nothing changed,
             // superseded, or not judged): plan afresh below.
             if rec.image == app.spec.image && rec.status != DeployStatus::Halted {
@@ -207,6 +211,7 @@ impl Deployer {
             steps: vec![],
             needs_recovery: false,
             escalation: None,
+            end_health: None,
             phase: None,
             leases: Default::default(),
             started_at: self.clock.now(),
@@ -264,6 +269,9 @@ impl Deployer {
         }
         let result = self.run(app, &plan, &mut rec).await;
         rec.finished_at = Some(self.clock.now());
+        if result.is_ok() {
+            self.observe_end_health(&mut rec).await;
+        }
         self.store.append(&rec)?;
         result?;
         tracing::info!(app = %name, status = rec.status.as_str(), reason = rec.reason.as_deref().unwrap_or(""), "deploy finished");
@@ -353,6 +361,28 @@ impl Deployer {
                     format!("could not create a release, nothing was changed: {e}"),
                 )?;
                 Ok(None)
+            }
+        }
+    }
+
+    /// One observation of the app when a deploy that may have touched machines ends: how
+    /// many machines of each group are healthy (BUG-02). Fly unseen: left `None` (unknown),
+    /// never zero.
+    async fn observe_end_health(&self, rec: &mut DeployRecord) {
+        if rec.release.is_none() {
+            return;
+        }
+        match self.client.list_machines(&rec.app).await {
+            Ok(machines) => {
+                let observed = opsctl_controllers::observed::ObservedApp {
+                    name: rec.app.clone(),
+                    machines: machines.iter().map(crate::fly::observe::machine).collect(),
+                    releases: vec![],
+                };
+                rec.end_health = Some(opsctl_controllers::rollout::report::group_health(&observed));
+            }
+            Err(e) => {
+                tracing::warn!(app = %rec.app, error = %e, "could not observe the app after the deploy; its health is unknown");
             }
         }
     }
