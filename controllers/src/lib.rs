@@ -11,7 +11,10 @@
 //! - [`diff`]: desired vs observed → drift.
 //! - [`machine_config`]: services, checks and stop settings, desired (from the manifest) and
 //!   observed in the same types, and their normalisation.
-//! - [`rollout`]: the rolling plan, per-machine health verdicts, and the rollback decision.
+//! - [`rollout`]: the rolling plan, per-machine health verdicts, and the rollback decision;
+//!   the rollout as a recorded state machine ([`rollout::phase`]), what recovery does with a
+//!   dead rollout ([`rollout::recovery`]), and what a finished deploy reports
+//!   ([`rollout::report`]).
 //! - [`drain`]: whether the Oban queues are drained, timed out or still waited for.
 //! - [`history`]: decisions from past deploys: pinned-out images, pauses, rollback targets.
 //! - [`signal`]: what checks and pipelines report to the incident pipeline, and its fingerprint.
