@@ -395,7 +395,12 @@ mod tests {
         assert!(c.sends_token("registry.fly.io"));
         assert!(!c.sends_token("ghcr.io"));
         assert!(!c.sends_token("registry-1.docker.io"));
-        assert!(!format!("{c:?}").contains("tok\""));
+        let secret = RegistryClient::new(Secret::new("fm2_s3cr3t"), None);
+        let shown = format!("{secret:?}");
+        assert!(
+            !shown.contains("s3cr3t") && shown.contains("redacted"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -409,5 +414,83 @@ mod tests {
         assert_eq!(c.scope.as_deref(), Some("repository:library/nginx:pull"));
         assert_eq!(BearerChallenge::parse(r#"Basic realm="fly""#), None);
         assert_eq!(BearerChallenge::parse(r#"Bearer service="x""#), None);
+    }
+
+    /// A registry that wants distribution token auth: 401 with a Bearer challenge, a token
+    /// endpoint that checks the Basic credentials, then 200 / 404 with the token.
+    #[tokio::test]
+    async fn the_bearer_challenge_is_answered_once() {
+        use axum::Router;
+        use axum::http::{HeaderMap, StatusCode, header};
+        use axum::response::IntoResponse;
+        use axum::routing::get;
+
+        async fn token(headers: HeaderMap) -> axum::response::Response {
+            // `x:tok` in base64.
+            if headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                == Some("Basic eDp0b2s=")
+            {
+                axum::Json(serde_json::json!({"token": "bearer-1"})).into_response()
+            } else {
+                StatusCode::UNAUTHORIZED.into_response()
+            }
+        }
+        async fn manifest(
+            axum::extract::Path(rest): axum::extract::Path<String>,
+            headers: HeaderMap,
+        ) -> axum::response::Response {
+            let auth = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            if auth != Some("Bearer bearer-1") {
+                let port = headers
+                    .get(header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_owned();
+                return (
+                    StatusCode::UNAUTHORIZED,
+                    [(
+                        header::WWW_AUTHENTICATE,
+                        format!(r#"Bearer realm="http://{port}/token",service="registry.fly.io""#),
+                    )],
+                )
+                    .into_response();
+            }
+            if rest.ends_with("/manifests/v1") {
+                (StatusCode::OK, [("docker-content-digest", "sha256:abc")]).into_response()
+            } else {
+                StatusCode::NOT_FOUND.into_response()
+            }
+        }
+        let app = Router::new()
+            .route("/token", get(token))
+            .route("/v2/{*rest}", get(manifest));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let c = RegistryClient::new(Secret::new("tok"), Some(format!("http://{addr}")));
+        assert_eq!(
+            c.presence("registry.fly.io/web:v1").await,
+            ImagePresence::Present {
+                digest: Some("sha256:abc".into())
+            }
+        );
+        assert_eq!(
+            c.presence("registry.fly.io/web:v0").await,
+            ImagePresence::Absent
+        );
+        let wrong = RegistryClient::new(Secret::new("other"), Some(format!("http://{addr}")));
+        assert!(matches!(
+            wrong.presence("registry.fly.io/web:v1").await,
+            ImagePresence::Unknown { .. }
+        ));
+        let down = RegistryClient::new(Secret::new("tok"), Some("http://127.0.0.1:9".into()));
+        assert!(matches!(
+            down.presence("registry.fly.io/web:v1").await,
+            ImagePresence::Unknown { .. }
+        ));
     }
 }
