@@ -192,5 +192,50 @@ pub fn rollback_choice(
     }
 }
 
+/// What the image registry says about the images a rollback would restore (asked by the
+/// runtime, `HEAD /v2/<name>/manifests/<ref>`; Fly prunes old images, NOTES.md §6.7).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "registry", rename_all = "snake_case")]
+pub enum RegistryVerdict {
+    /// Every image is there.
+    Present,
+    /// The registry answered 404 for `image`: pruned.
+    Absent {
+        /// The missing image.
+        image: String,
+    },
+    /// The registry could not be asked about `image` (unreachable, refused, 5xx).
+    Unknown {
+        /// The image asked about.
+        image: String,
+        /// Why it could not be asked.
+        reason: String,
+    },
+}
+
+impl RegistryVerdict {
+    /// Whether a rollback may go ahead: only when every image is known to be present.
+    /// `Some((class, why))` means do not roll back and escalate: a rollback onto an image
+    /// that cannot be pulled leaves the machines failing to start, and an unknown answer is
+    /// not evidence either way, so a human decides (never a blind rollback). `class` is a
+    /// stable word for records and signals: `rollback_image_pruned` or
+    /// `rollback_image_unknown`.
+    pub fn escalation(&self) -> Option<(&'static str, String)> {
+        match self {
+            Self::Present => None,
+            Self::Absent { image } => Some((
+                "rollback_image_pruned",
+                format!("image {image} is no longer in its registry (pruned)"),
+            )),
+            Self::Unknown { image, reason } => Some((
+                "rollback_image_unknown",
+                format!(
+                    "could not ask the registry whether {image} still exists ({reason}); not rolling back blind"
+                ),
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

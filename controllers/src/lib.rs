@@ -11,7 +11,11 @@
 //! - [`diff`]: desired vs observed → drift.
 //! - [`machine_config`]: services, checks and stop settings, desired (from the manifest) and
 //!   observed in the same types, and their normalisation.
-//! - [`rollout`]: the rolling plan, per-machine health verdicts, and the rollback decision.
+//! - [`rollout`]: the rolling plan, per-machine health verdicts, and the rollback decision;
+//!   the rollout as a recorded state machine ([`rollout::phase`]), what recovery does with a
+//!   dead rollout ([`rollout::recovery`]), and what a finished deploy reports
+//!   ([`rollout::report`]).
+//! - [`drain`]: whether the Oban queues are drained, timed out or still waited for.
 //! - [`history`]: decisions from past deploys: pinned-out images, pauses, rollback targets.
 //! - [`maintenance`]: the maintenance checks' judges (machine status, health, PostgreSQL,
 //!   Redis, Oban growth, cost).
@@ -24,6 +28,7 @@
 
 pub mod certs;
 pub mod diff;
+pub mod drain;
 pub mod history;
 pub mod incident;
 pub mod machine_config;

@@ -18,6 +18,10 @@ use opsctl_crds::FlyApp;
 use opsctl_crds::flyapp::{DeploySpec, MachineChecksRule, MaxUnavailable, Strategy};
 use serde::{Deserialize, Serialize};
 
+pub mod phase;
+pub mod recovery;
+pub mod report;
+
 use crate::diff::AppDiff;
 use crate::observed::{CheckState, MachineState, ObservedApp, ObservedMachine};
 

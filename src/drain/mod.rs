@@ -22,14 +22,12 @@
 //!
 //! Inputs: `spec.deploy.drain.oban` from the manifest ([`DrainRequest::from_env`]), the
 //! database URL (a [`Secret`], never logged or echoed in an error, see `connect.rs`), the
-//! runtime's [`Clock`] and stop signal. The decision itself is a pure function, `judge.rs`.
+//! runtime's [`Clock`] and stop signal. The decision itself is a pure function, `opsctl_controllers::drain::judge`.
 //! More in docs/drain.md.
 
 pub(crate) mod connect;
-mod judge;
 mod observe;
 
-use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -39,9 +37,10 @@ use tokio::sync::watch;
 
 pub use self::connect::Stage;
 use self::connect::{Target, timed_out};
-use self::judge::{Limits, Next, Observation, age, judge};
 use crate::runtime::clock::Clock;
 use crate::secret::Secret;
+pub use opsctl_controllers::drain::{DrainOutcome, StrandedJob};
+use opsctl_controllers::drain::{Limits, Next, Observation, age, judge};
 
 /// What to drain, and how long to wait.
 #[derive(Debug, Clone)]
@@ -107,93 +106,6 @@ impl DrainRequest {
         self.timeout
             .clamp(Duration::from_secs(1), Duration::from_secs(10))
     }
-}
-
-/// How a drain ended. Every variant but `Stopped` lets the deploy go on; `TimedOut` and a
-/// non-empty `stranded` are warnings to record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DrainOutcome {
-    /// No job `available` and no `executing` job other than stranded ones.
-    Drained {
-        /// From the start to the read that showed it, on the injected clock.
-        waited: Duration,
-        /// Executing jobs older than `stranded_after`, oldest first. Empty: none.
-        stranded: Vec<StrandedJob>,
-    },
-    /// Still jobs to wait for when `timeout` had passed. The counts are from the last read.
-    TimedOut {
-        /// From the start to the last read, on the injected clock (at least `timeout`).
-        waited: Duration,
-        /// Jobs in state `executing` in the queues, stranded ones included.
-        executing: u64,
-        /// Jobs in state `available` in the queues.
-        available: u64,
-        /// Age of the oldest executing job's attempt. `None`: nothing executing (or no
-        /// `attempted_at` on any).
-        oldest_executing_age: Option<Duration>,
-        /// Executing jobs older than `stranded_after`, oldest first.
-        stranded: Vec<StrandedJob>,
-    },
-    /// opsctl was asked to stop before the drain ended. The deploy must not go on.
-    Stopped {
-        /// From the start to the stop request, on the injected clock.
-        waited: Duration,
-    },
-}
-
-impl DrainOutcome {
-    /// The stranded jobs found (empty for `Stopped`).
-    pub fn stranded(&self) -> &[StrandedJob] {
-        match self {
-            Self::Drained { stranded, .. } | Self::TimedOut { stranded, .. } => stranded,
-            Self::Stopped { .. } => &[],
-        }
-    }
-}
-
-impl fmt::Display for DrainOutcome {
-    /// One line for a record or a log: `drained after 1.2s`, `timed out after 300.0s: 3
-    /// executing (oldest 1800.0s), 120 available; 2 stranded (ids 101, 102)`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Drained { waited, .. } => write!(f, "drained after {waited:.1?}")?,
-            Self::TimedOut {
-                waited,
-                executing,
-                available,
-                oldest_executing_age,
-                ..
-            } => {
-                write!(f, "timed out after {waited:.1?}: {executing} executing")?;
-                if let Some(oldest) = oldest_executing_age {
-                    write!(f, " (oldest {oldest:.1?})")?;
-                }
-                write!(f, ", {available} available")?;
-            }
-            Self::Stopped { waited } => return write!(f, "stopped after {waited:.1?}"),
-        }
-        let stranded = self.stranded();
-        if !stranded.is_empty() {
-            let ids: Vec<String> = stranded.iter().map(|j| j.id.to_string()).collect();
-            write!(f, "; {} stranded (ids {})", stranded.len(), ids.join(", "))?;
-        }
-        Ok(())
-    }
-}
-
-/// An `executing` job whose attempt had been running for more than `stranded_after` when the
-/// drain started (BUG-18: most likely left behind by a node killed mid-job; Oban's `Lifeline`
-/// plugin rescues such jobs after its `rescue_after`, 60 min by default).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StrandedJob {
-    /// `oban_jobs.id`.
-    pub id: i64,
-    /// `oban_jobs.queue`.
-    pub queue: String,
-    /// `oban_jobs.attempted_at`, UTC.
-    pub attempted_at: DateTime<Utc>,
-    /// Injected clock's `now` minus `attempted_at`, at the read that found it.
-    pub age: Duration,
 }
 
 /// Why the drain could not tell. None of these means "drained"; the caller decides whether to

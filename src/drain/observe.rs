@@ -16,10 +16,10 @@
 use chrono::DateTime;
 use sqlx::PgConnection;
 
-use super::judge::{ExecutingJob, Observation};
+use opsctl_controllers::drain::{ExecutingJob, Observation};
 
 /// At most this many executing jobs are listed per observation (oldest first). More are
-/// counted but not listed; see [`super::judge`] for why that only errs towards waiting.
+/// counted but not listed; see `opsctl_controllers::drain::judge` for why that only errs towards waiting.
 pub(super) const LISTED_MAX: i64 = 200;
 
 /// One statement, so the counts and the listed jobs come from the same snapshot. Every row

@@ -1,11 +1,12 @@
 //! Talking to Fly: the HTTP client ([`client`], [`releases`]), its transport (rate limits,
-//! retries; [`transport`]), errors ([`error`]), the wire types it shares with the simulator
+//! retries; [`transport`]), errors ([`error`]), the image registry check before a rollback ([`registry`]), the wire types it shares with the simulator
 //! ([`wire`]), and the conversion of what Fly reports into domain observations ([`observe`]).
 
 pub mod certificates;
 pub mod client;
 pub mod error;
 pub mod observe;
+pub mod registry;
 pub mod releases;
 pub(crate) mod transport;
 pub mod wire;

@@ -48,6 +48,12 @@ pub struct DeployRecord {
     /// The automatic rollback, if one ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<RollbackRecord>,
+    /// The rollout phase it is in, recorded *before* it is entered
+    /// (`opsctl_controllers::rollout::phase`); `done` once finished. A halted record that
+    /// needs recovery keeps the phase it halted in. `None` in records written before phases
+    /// were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<opsctl_controllers::rollout::phase::Phase>,
     /// Every step, recorded *before* it was taken (`intent`), then its `result`.
     pub steps: Vec<StepRecord>,
     /// Halted with machines possibly on the new image and not judged (interrupted, or Fly
@@ -55,6 +61,15 @@ pub struct DeployRecord {
     /// crash.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub needs_recovery: bool,
+    /// Per process group, how many machines that should run were healthy when the deploy
+    /// ended (one observation right after it; BUG-02). `None` when not observed: the deploy
+    /// touched no machine, the app could not be observed, or an older record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_health: Option<Vec<opsctl_controllers::rollout::report::GroupHealth>>,
+    /// The escalation record this deploy raised (a rollback not started because its image
+    /// is pruned or could not be looked up), when it raised one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<String>,
     /// Leases this deploy holds right now (machine → nonce), so that a restarted opsctl can
     /// release its own leases at once (case BUG-04 C) instead of waiting for them to expire.
     /// Empty once released. Nonces are useless without the Fly token.
@@ -68,6 +83,35 @@ pub struct DeployRecord {
 }
 
 impl DeployRecord {
+    /// The end of this deploy as `opsctl_controllers::rollout::report::signals` takes it
+    /// (`None` while in progress). The runtime hands the resulting signals to the incident
+    /// pipeline.
+    pub fn end(&self) -> Option<opsctl_controllers::rollout::report::DeployEnd> {
+        Some(opsctl_controllers::rollout::report::DeployEnd {
+            app: self.app.clone(),
+            deploy: self.id.clone(),
+            release: self.release.as_ref().map(|r| r.version),
+            outcome: self.outcome()?,
+            failed_health: self.failed_health,
+            groups: self.end_health.clone(),
+            reason: self.reason.clone(),
+            at: self.finished_at.unwrap_or(self.started_at),
+        })
+    }
+
+    /// The phase outcome matching a final `status` (`None` while in progress).
+    pub fn outcome(&self) -> Option<opsctl_controllers::rollout::phase::Outcome> {
+        use opsctl_controllers::rollout::phase::Outcome;
+        match self.status {
+            DeployStatus::InProgress => None,
+            DeployStatus::Succeeded => Some(Outcome::Succeeded),
+            DeployStatus::Failed => Some(Outcome::Failed),
+            DeployStatus::RolledBack => Some(Outcome::RolledBack),
+            DeployStatus::RollbackFailed => Some(Outcome::RollbackFailed),
+            DeployStatus::Halted => Some(Outcome::Halted),
+        }
+    }
+
     /// The record as the controllers' history sees it.
     pub fn past(&self) -> opsctl_controllers::history::PastDeploy {
         use opsctl_controllers::history::PastOutcome;

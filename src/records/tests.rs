@@ -21,6 +21,9 @@ fn record(id: &str, app: &str, minute: u32, status: DeployStatus) -> DeployRecor
         rollback: None,
         steps: vec![],
         needs_recovery: false,
+        escalation: None,
+        end_health: None,
+        phase: None,
         leases: Default::default(),
         started_at: Utc.with_ymd_and_hms(2026, 11, 29, 12, minute, 0).unwrap(),
         finished_at: None,
@@ -148,4 +151,18 @@ fn other_records_share_the_journal_without_disturbing_deploys() {
         history.iter().map(|r| r.status).collect::<Vec<_>>(),
         [RecordStatus::Open, RecordStatus::Closed]
     );
+}
+
+#[test]
+fn journal_lines_from_before_phases_still_read() {
+    // A snapshot as PR-2-era opsctl wrote it: no phase, no escalation.
+    let old = r#"{"v":1,"record":{"id":"deploy-01","app":"a","status":"in_progress","trigger":"apply","image":"r/a:2","strategy":"rolling","machines":[],"steps":[],"started_at":"2026-11-29T10:00:00Z"}}"#;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("records.jsonl"), format!("{old}\n")).unwrap();
+    let store = RecordStore::open_read(dir.path());
+    let recs = store.deploys(None).unwrap();
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].phase, None);
+    assert_eq!(recs[0].escalation, None);
+    assert_eq!(recs[0].status, DeployStatus::InProgress);
 }

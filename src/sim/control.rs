@@ -17,6 +17,7 @@
 //! | `POST /__sim/rate-limits` | [`RateLimitsPatch`] (`{"enabled": false}`, …); answers the new limits; buckets refill |
 //! | `POST /__sim/logs` | `{"app", "machine"?, "level"?, "message"}`: a log line now (201) |
 //! | `GET /__sim/release-commands` | `{"releaseCommands": {image: {exitCode, logs, runFor?}}}` |
+//! | `GET`/`POST /__sim/registry` | the image registry: prune, restore, down (routes in [`super::registry`]) |
 //! | `POST /__sim/release-commands` | [`ReleaseCommandChange`]: how one-shot machines running `image` end from their next start; answers it |
 
 use std::collections::BTreeMap;

@@ -19,7 +19,7 @@
 //!
 //! Map: [`scenario`] (the file format) → [`state`] ([`SimState`], the shared handle) →
 //! [`world`] (apps, releases) → [`machine`] (one machine's life); handlers in [`machines`],
-//! [`metadata`], [`leases`], [`certificates`], [`logs`], [`releases`], [`control`]; every Fly
+//! [`metadata`], [`leases`], [`certificates`], [`logs`], [`releases`], [`registry`] (the image registry), [`control`]; every Fly
 //! route passes [`auth`] (request counts, token check), [`faults`] and [`limits`] (Fly's rate
 //! limits); [`error`] (Fly's error bodies).
 //!
@@ -46,6 +46,7 @@ pub mod logs;
 pub mod machine;
 pub mod machines;
 pub mod metadata;
+pub mod registry;
 pub mod releases;
 pub mod scenario;
 pub mod signals;
@@ -79,6 +80,7 @@ pub fn router(state: SimState) -> Router {
         .merge(certificates::routes(&state))
         .merge(logs::routes(&state))
         .merge(releases::routes(&state))
+        .merge(registry::routes())
         .merge(control::routes())
         .fallback(auth::unmatched)
         .layer(axum::middleware::from_fn(auth::fly_response))

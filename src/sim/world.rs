@@ -35,6 +35,8 @@ pub struct World {
     pub apps: BTreeMap<String, SimApp>,
     /// Installed faults.
     pub faults: FaultBook,
+    /// The image registry's pruned images and availability ([`super::registry`]).
+    pub registry: super::registry::RegistryBook,
 }
 
 /// One app.
@@ -230,6 +232,10 @@ impl World {
             lease_owner: scenario.lease_owner.clone(),
             apps,
             faults: FaultBook::default(),
+            registry: super::registry::RegistryBook {
+                pruned: scenario.pruned_images.iter().cloned().collect(),
+                unavailable: false,
+            },
         }
     }
 

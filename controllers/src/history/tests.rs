@@ -154,3 +154,26 @@ fn a_failed_config_change_pins_its_revision_not_the_image() {
         Ok(())
     );
 }
+
+#[test]
+fn a_rollback_goes_ahead_only_when_every_image_is_known_present() {
+    assert_eq!(RegistryVerdict::Present.escalation(), None);
+    let (class, why) = RegistryVerdict::Absent {
+        image: "r/a:1".into(),
+    }
+    .escalation()
+    .unwrap();
+    assert_eq!(class, "rollback_image_pruned");
+    assert!(why.contains("r/a:1"), "{why}");
+    let (class, why) = RegistryVerdict::Unknown {
+        image: "r/a:1".into(),
+        reason: "registry answered 503".into(),
+    }
+    .escalation()
+    .unwrap();
+    assert_eq!(class, "rollback_image_unknown");
+    assert!(
+        why.contains("503") && why.contains("not rolling back blind"),
+        "{why}"
+    );
+}

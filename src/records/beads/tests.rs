@@ -181,6 +181,9 @@ fn deploy(id: &str, status: DeployStatus, at: chrono::DateTime<Utc>) -> DeployRe
         steps: vec![],
         needs_recovery: false,
         leases: Default::default(),
+        escalation: None,
+        end_health: None,
+        phase: None,
         started_at: at,
         finished_at: Some(at + chrono::Duration::minutes(3)),
     }

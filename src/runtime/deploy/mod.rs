@@ -14,7 +14,9 @@
 //! again automatically); leases are released on every path; a stop request is honoured
 //! between batches.
 
+mod escalate;
 mod health;
+mod journal;
 mod leases;
 mod recover;
 mod release_command;
@@ -28,6 +30,7 @@ use std::time::Duration;
 
 use opsctl_controllers::diff::{AppDiff, diff};
 use opsctl_controllers::history::{PastDeploy, may_deploy};
+use opsctl_controllers::rollout::phase::Phase;
 use opsctl_controllers::rollout::{self, Failure, MachineStep, RolloutPlan, Verdict};
 use opsctl_crds::FlyApp;
 use tokio::sync::watch;
@@ -40,8 +43,8 @@ use crate::fly::FlyClient;
 use crate::fly::FlyError;
 use crate::fly::observe::observe_app;
 use crate::records::{
-    DeployRecord, DeployStatus, MachineOutcome, MachineResult, RecordStore, ReleaseRef, StepRecord,
-    StoreError, Trigger,
+    DeployRecord, DeployStatus, MachineOutcome, MachineResult, RecordStore, ReleaseRef, StoreError,
+    Trigger,
 };
 use crate::runtime::clock::Clock;
 
@@ -139,7 +142,11 @@ impl Deployer {
             .next()
             .filter(|r| r.status == DeployStatus::InProgress || r.needs_recovery);
         if let Some(rec) = unfinished {
-            let rec = self.recover(app, rec).await?;
+            let mut rec = self.recover(app, rec).await?;
+            if rec.end_health.is_none() && rec.release.is_some() {
+                self.observe_end_health(&mut rec).await;
+                self.store.append(&rec)?;
+            }
             // Finished or rolled back: that was this pass's deploy. Halted (nothing changed,
             // superseded, or not judged): plan afresh below.
             if rec.image == app.spec.image && rec.status != DeployStatus::Halted {
@@ -203,6 +210,9 @@ impl Deployer {
             rollback: None,
             steps: vec![],
             needs_recovery: false,
+            escalation: None,
+            end_health: None,
+            phase: None,
             leases: Default::default(),
             started_at: self.clock.now(),
             finished_at: None,
@@ -238,18 +248,20 @@ impl Deployer {
                     reason: previous.reason.unwrap_or_default(),
                 });
             }
+            self.enter(&mut rec, Phase::PreCheck)?;
             if !self.pre_check(app, &mut rec).await? {
                 rec.finished_at = Some(self.clock.now());
                 self.store.append(&rec)?;
                 return Ok(Outcome::Deployed(Box::new(rec)));
             }
         }
-        if let Some(oban) = app.spec.deploy.drain.as_ref().and_then(|d| d.oban.as_ref())
-            && !self.drain(oban, &mut rec).await?
-        {
-            rec.finished_at = Some(self.clock.now());
-            self.store.append(&rec)?;
-            return Ok(Outcome::Deployed(Box::new(rec)));
+        if let Some(oban) = app.spec.deploy.drain.as_ref().and_then(|d| d.oban.as_ref()) {
+            self.enter(&mut rec, Phase::Drain)?;
+            if !self.drain(oban, &mut rec).await? {
+                rec.finished_at = Some(self.clock.now());
+                self.store.append(&rec)?;
+                return Ok(Outcome::Deployed(Box::new(rec)));
+            }
         }
         // Release command (migrations): once per image, human only, before any machine.
         if let Some(stop) = self.release_command_stage(app, &mut rec).await? {
@@ -257,29 +269,13 @@ impl Deployer {
         }
         let result = self.run(app, &plan, &mut rec).await;
         rec.finished_at = Some(self.clock.now());
+        if result.is_ok() {
+            self.observe_end_health(&mut rec).await;
+        }
         self.store.append(&rec)?;
         result?;
         tracing::info!(app = %name, status = rec.status.as_str(), reason = rec.reason.as_deref().unwrap_or(""), "deploy finished");
         Ok(Outcome::Deployed(Box::new(rec)))
-    }
-
-    /// Record `intent` (durably) before doing it.
-    fn intend(&self, rec: &mut DeployRecord, intent: String) -> Result<(), StoreError> {
-        tracing::info!(app = %rec.app, "{intent}");
-        rec.steps.push(StepRecord {
-            at: self.clock.now(),
-            intent,
-            result: None,
-        });
-        self.store.append(rec)
-    }
-
-    /// Record the result of the last step.
-    fn done(&self, rec: &mut DeployRecord, result: impl Into<String>) -> Result<(), StoreError> {
-        if let Some(last) = rec.steps.last_mut() {
-            last.result = Some(result.into());
-        }
-        self.store.append(rec)
     }
 
     async fn run(
@@ -289,6 +285,7 @@ impl Deployer {
         rec: &mut DeployRecord,
     ) -> Result<(), StoreError> {
         let name = rec.app.clone();
+        self.enter(rec, Phase::Lease)?;
         // Leases first: a deploy that cannot lease every machine changes nothing, not even the
         // release list on Fly.
         let machines: Vec<String> = plan.touches().map(|s| s.machine.clone()).collect();
@@ -368,6 +365,28 @@ impl Deployer {
         }
     }
 
+    /// One observation of the app when a deploy that may have touched machines ends: how
+    /// many machines of each group are healthy (BUG-02). Fly unseen: left `None` (unknown),
+    /// never zero.
+    async fn observe_end_health(&self, rec: &mut DeployRecord) {
+        if rec.release.is_none() {
+            return;
+        }
+        match self.client.list_machines(&rec.app).await {
+            Ok(machines) => {
+                let observed = opsctl_controllers::observed::ObservedApp {
+                    name: rec.app.clone(),
+                    machines: machines.iter().map(crate::fly::observe::machine).collect(),
+                    releases: vec![],
+                };
+                rec.end_health = Some(opsctl_controllers::rollout::report::group_health(&observed));
+            }
+            Err(e) => {
+                tracing::warn!(app = %rec.app, error = %e, "could not observe the app after the deploy; its health is unknown");
+            }
+        }
+    }
+
     fn health_wait(&self, app_name: &str, app: &FlyApp) -> HealthWait {
         HealthWait {
             client: self.client.clone(),
@@ -377,29 +396,6 @@ impl Deployer {
             deploy: app.spec.deploy.clone(),
             machine_checks: app.spec.health.machine_checks,
             stop: self.stop.clone(),
-        }
-    }
-
-    fn finish(
-        &self,
-        rec: &mut DeployRecord,
-        status: DeployStatus,
-        reason: String,
-    ) -> Result<(), StoreError> {
-        rec.status = status;
-        rec.reason = Some(reason);
-        self.store.append(rec)
-    }
-
-    fn set_result(
-        rec: &mut DeployRecord,
-        machine: &str,
-        result: MachineResult,
-        detail: Option<String>,
-    ) {
-        if let Some(m) = rec.machines.iter_mut().find(|m| m.machine == machine) {
-            m.result = result;
-            m.detail = detail;
         }
     }
 
@@ -413,6 +409,12 @@ impl Deployer {
     ) -> Result<(), StoreError> {
         let name = rec.app.clone();
         for canary in &plan.canaries {
+            self.enter(
+                rec,
+                Phase::Canary {
+                    group: canary.group.clone(),
+                },
+            )?;
             if let Err(reason) = self.canary(app, plan, release, canary, rec).await? {
                 let _ = self.client.update_release(&release.id, "failed").await;
                 for m in &mut rec.machines {
@@ -422,6 +424,7 @@ impl Deployer {
             }
         }
         if !plan.blue.is_empty() {
+            self.enter(rec, Phase::BlueGreen)?;
             return self.bluegreen(app, plan, release, leases, rec).await;
         }
         let mut touched: Vec<Touched> = Vec::new();
@@ -442,6 +445,13 @@ impl Deployer {
                     ),
                 );
             }
+            self.enter(
+                rec,
+                Phase::Deploy {
+                    batch: i + 1,
+                    of: plan.batches.len(),
+                },
+            )?;
             let ids: Vec<&str> = batch.steps.iter().map(|s| s.machine.as_str()).collect();
             self.intend(
                 rec,
@@ -589,6 +599,7 @@ impl Deployer {
                 }
             }
         }
+        self.enter(rec, Phase::HealthCheck)?;
         if let Err(reason) = self.probe_stage(app, rec).await? {
             return self.fail(app, release, leases, touched, rec, reason).await;
         }
@@ -607,6 +618,7 @@ impl Deployer {
             )
         });
         rec.status = DeployStatus::Succeeded;
+        Self::mark_done(rec);
         self.store.append(rec)
     }
 }

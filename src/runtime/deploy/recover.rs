@@ -9,11 +9,19 @@
 //! change). A rollout whose manifest changed meanwhile is closed as superseded and the new
 //! manifest is deployed as usual.
 //!
+//! The decisions are the controllers' (`rollout::recovery`), made from the phase the dead
+//! process had recorded: a deploy that died before any machine is closed without looking at
+//! Fly; a deploy that died while rolling back has its rollback resumed (never turned into a
+//! forward deploy, even if the machines on the bad image look healthy now); one that died
+//! during its health check gets the health check again before it can succeed.
+//!
 //! Limitation: the record keeps each machine's previous *image*, not its whole previous
 //! config, so a rollback after a crash restores the image onto the current config.
 
 use opsctl_controllers::diff::diff;
 use opsctl_controllers::observed::{MachineState, ObservedMachine};
+use opsctl_controllers::rollout::phase::Phase;
+use opsctl_controllers::rollout::recovery::{self, Judged, Recovery};
 use opsctl_controllers::rollout::{self, MachineStep, Verdict};
 use opsctl_crds::FlyApp;
 
@@ -37,12 +45,34 @@ impl Deployer {
         mut rec: DeployRecord,
     ) -> Result<DeployRecord, DeployError> {
         let name = rec.app.clone();
-        tracing::warn!(app = %name, record = %rec.id, "a deploy was left in progress by a process that stopped; recovering it");
+        tracing::warn!(app = %name, record = %rec.id, phase = %rec.phase.as_ref().map_or_else(|| "-".to_owned(), ToString::to_string), "a deploy was left in progress by a process that stopped; recovering it");
+        let found = rec.phase.clone();
+        self.enter(
+            &mut rec,
+            Phase::Recover {
+                from: found.clone().map(Box::new),
+            },
+        )?;
         self.intend(&mut rec, "recover: the process running this deploy stopped; release its leases and check what it changed".into())?;
         release_all(&self.client, &name, &rec.leases).await;
         rec.leases.clear();
         rec.needs_recovery = false;
         rec.status = DeployStatus::InProgress;
+        if recovery::on_restart(found.as_ref(), rec.release.is_some()) == Recovery::NothingChanged {
+            if let Some(release) = &rec.release {
+                let _ = self.client.update_release(&release.id, "interrupted").await;
+            }
+            self.done(
+                &mut rec,
+                "nothing was changed on Fly (stopped before any machine)",
+            )?;
+            self.finish(
+                &mut rec,
+                DeployStatus::Halted,
+                "the process stopped before changing anything".into(),
+            )?;
+            return self.close(rec);
+        }
         if let Some(rec) = self.clean_up_created(&mut rec).await? {
             return self.close(rec);
         }
@@ -84,16 +114,21 @@ impl Deployer {
         );
         self.done(&mut rec, summary)?;
 
-        let mut failure = None;
-        let mut blind = None;
+        let mut judged = Judged {
+            on_new_image: touched.len(),
+            superseded: rec.image != app.spec.image,
+            ..Judged::default()
+        };
+        let rolling_back = recovery::resumes_rollback(found.as_ref());
         for m in &touched {
             // Updated with `skip_launch`, a stopped machine stays stopped on purpose; anything
-            // else (started, starting, replacing, exited) is judged.
+            // else (started, starting, replacing, exited) is judged. A dead rollback is
+            // resumed without judging again.
             let kept_stopped = matches!(
                 m.state,
                 MachineState::Stopped | MachineState::Suspended | MachineState::Created
             ) && m.last_exit.as_ref().is_none_or(|e| e.requested_stop);
-            let verdict = if kept_stopped {
+            let verdict = if kept_stopped || rolling_back {
                 Verdict::Healthy
             } else {
                 self.health_wait(&name, app)
@@ -101,96 +136,138 @@ impl Deployer {
                     .await
             };
             match verdict {
-                Verdict::Healthy => Self::set_result(&mut rec, &m.id, MachineResult::Healthy, None),
+                Verdict::Healthy => {
+                    if !rolling_back {
+                        Self::set_result(&mut rec, &m.id, MachineResult::Healthy, None);
+                    }
+                }
                 Verdict::Failed(f) => {
                     Self::set_result(&mut rec, &m.id, MachineResult::Failed, Some(f.to_string()));
-                    failure.get_or_insert_with(|| super::failure_reason(&m.id, &release, &f));
+                    judged
+                        .failure
+                        .get_or_insert_with(|| super::failure_reason(&m.id, &release, &f));
                 }
                 Verdict::Blind { reason } | Verdict::Waiting { reason } => {
-                    blind.get_or_insert(format!("{}: {reason}", m.id));
+                    judged.blind.get_or_insert(format!("{}: {reason}", m.id));
                 }
             }
         }
 
-        if let Some(reason) = failure {
-            rec.failed_health = true;
-            let ids: Vec<String> = touched.iter().map(|m| m.id.clone()).collect();
-            let leases = match self.lease_all(&name, &ids).await {
-                Ok(l) => l,
-                Err(e) => {
-                    let why = format!("{reason}; rollback not started: could not lease: {e}");
-                    self.finish(&mut rec, DeployStatus::RollbackFailed, why)?;
+        match recovery::after_judging(found.as_ref(), &judged) {
+            Recovery::RollBack { reason } => {
+                if judged.failure.is_some() {
+                    rec.failed_health = true;
+                }
+                self.roll_back_touched(app, &release, &touched, rec, reason)
+                    .await
+            }
+            Recovery::RolledBack => {
+                self.done(
+                    &mut rec,
+                    "no machine runs the new image: the rollback had finished",
+                )?;
+                let why = rec.reason.clone().unwrap_or_else(|| "failed".to_owned());
+                self.finish(
+                    &mut rec,
+                    DeployStatus::RolledBack,
+                    format!("{why} (rollback finished before the process stopped)"),
+                )?;
+                self.close(rec)
+            }
+            Recovery::HaltBlind { why } => {
+                rec.needs_recovery = true;
+                self.finish(&mut rec, DeployStatus::Halted, format!("recovery could not judge the updated machines ({why}); no rollback on what could not be seen"))?;
+                self.close(rec)
+            }
+            Recovery::Superseded => {
+                let _ = self.client.update_release(&release.id, "interrupted").await;
+                let why = format!(
+                    "superseded: the manifest now names {}; {} machine(s) already on {} and healthy",
+                    app.spec.image,
+                    touched.len(),
+                    rec.image
+                );
+                self.finish(&mut rec, DeployStatus::Halted, why)?;
+                self.close(rec)
+            }
+            Recovery::Continue | Recovery::NothingChanged | Recovery::Judge => {
+                let plan = rollout::plan(app, &observed, &diff(app, &observed))?;
+                if plan.is_empty() && app.spec.health.probes.is_empty() {
+                    let _ = self.client.update_release(&release.id, "complete").await;
+                    rec.status = DeployStatus::Succeeded;
+                    rec.health = Some(format!(
+                        "all {} machines healthy (finished after a restart)",
+                        rec.machines.len()
+                    ));
+                    Self::mark_done(&mut rec);
+                    self.done(
+                        &mut rec,
+                        "every machine already runs the image and is healthy",
+                    )?;
                     return self.close(rec);
                 }
-            };
-            let mut restore = Vec::new();
-            for m in &touched {
-                let Some(outcome) = rec.machines.iter().find(|o| o.machine == m.id) else {
-                    continue;
-                };
-                let Ok(current) = self.client.get_machine(&name, &m.id).await else {
-                    continue;
-                };
-                let Some(mut before) = current.config else {
-                    continue;
-                };
-                before.image = outcome.from_image.clone();
-                let step = MachineStep {
-                    machine: m.id.clone(),
-                    group: outcome.group.clone(),
-                    region: outcome.region.clone(),
-                    from_image: outcome.from_image.clone(),
-                    skip_launch: !m.state.is_running(),
-                    wait_healthy: m.state.is_running(),
-                };
-                restore.push(Touched { step, before });
+                self.done(
+                    &mut rec,
+                    format!(
+                        "continuing with {} machine(s) under release v{}, then the health check",
+                        plan.steps().count(),
+                        release.version
+                    ),
+                )?;
+                self.run(app, &plan, &mut rec).await?;
+                self.close(rec)
             }
-            rec.leases = leases.clone();
-            self.fail(app, &release, &leases, restore, &mut rec, reason)
-                .await?;
-            release_all(&self.client, &name, &leases).await;
-            rec.leases.clear();
-            return self.close(rec);
         }
-        if let Some(why) = blind {
-            rec.needs_recovery = true;
-            self.finish(&mut rec, DeployStatus::Halted, format!("recovery could not judge the updated machines ({why}); no rollback on what could not be seen"))?;
-            return self.close(rec);
+    }
+
+    /// Roll back the machines of `rec` found on its image (recovery of a failed or
+    /// half-rolled-back deploy): lease them, restore each one's previous image onto its
+    /// current config, as a new release.
+    async fn roll_back_touched(
+        &self,
+        app: &FlyApp,
+        release: &crate::records::ReleaseRef,
+        touched: &[ObservedMachine],
+        mut rec: DeployRecord,
+        reason: String,
+    ) -> Result<DeployRecord, DeployError> {
+        let name = rec.app.clone();
+        let ids: Vec<String> = touched.iter().map(|m| m.id.clone()).collect();
+        let leases = match self.lease_all(&name, &ids).await {
+            Ok(l) => l,
+            Err(e) => {
+                let why = format!("{reason}; rollback not started: could not lease: {e}");
+                self.finish(&mut rec, DeployStatus::RollbackFailed, why)?;
+                return self.close(rec);
+            }
+        };
+        let mut restore = Vec::new();
+        for m in touched {
+            let Some(outcome) = rec.machines.iter().find(|o| o.machine == m.id) else {
+                continue;
+            };
+            let Ok(current) = self.client.get_machine(&name, &m.id).await else {
+                continue;
+            };
+            let Some(mut before) = current.config else {
+                continue;
+            };
+            before.image = outcome.from_image.clone();
+            let step = MachineStep {
+                machine: m.id.clone(),
+                group: outcome.group.clone(),
+                region: outcome.region.clone(),
+                from_image: outcome.from_image.clone(),
+                skip_launch: !m.state.is_running(),
+                wait_healthy: m.state.is_running(),
+            };
+            restore.push(Touched { step, before });
         }
-        if rec.image != app.spec.image {
-            let _ = self.client.update_release(&release.id, "interrupted").await;
-            let why = format!(
-                "superseded: the manifest now names {}; {} machine(s) already on {} and healthy",
-                app.spec.image,
-                touched.len(),
-                rec.image
-            );
-            self.finish(&mut rec, DeployStatus::Halted, why)?;
-            return self.close(rec);
-        }
-        let plan = rollout::plan(app, &observed, &diff(app, &observed))?;
-        if plan.is_empty() {
-            let _ = self.client.update_release(&release.id, "complete").await;
-            rec.status = DeployStatus::Succeeded;
-            rec.health = Some(format!(
-                "all {} machines healthy (finished after a restart)",
-                rec.machines.len()
-            ));
-            self.done(
-                &mut rec,
-                "every machine already runs the image and is healthy",
-            )?;
-            return self.close(rec);
-        }
-        self.done(
-            &mut rec,
-            format!(
-                "continuing with {} machine(s) under release v{}",
-                plan.steps().count(),
-                release.version
-            ),
-        )?;
-        self.run(app, &plan, &mut rec).await?;
+        rec.leases = leases.clone();
+        self.fail(app, release, &leases, restore, &mut rec, reason)
+            .await?;
+        release_all(&self.client, &name, &leases).await;
+        rec.leases.clear();
         self.close(rec)
     }
 
@@ -262,6 +339,7 @@ impl Deployer {
                 format!("bluegreen had finished: green {} serves", greens.join(", ")),
             )?;
             rec.status = DeployStatus::Succeeded;
+            Self::mark_done(rec);
             return Ok(Some(rec.clone()));
         }
         self.intend(

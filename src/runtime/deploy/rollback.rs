@@ -2,6 +2,8 @@
 //! `rollback_choice`: never a known-bad image, BUG-12), put each touched machine's previous
 //! config back as a *new* release (Fly has no rollback call), judge it, and record the result.
 //! A rollback is never itself rolled back; when it fails, automatic deploys pause (BUG-14).
+//! Before it starts, the images it restores are looked up in their registry; a pruned or
+//! unknown image means no rollback and an escalation ([`super::escalate`]).
 
 use opsctl_controllers::history::{PastDeploy, RollbackChoice, rollback_choice};
 use opsctl_controllers::rollout::{self, MachineStep, Verdict};
@@ -61,9 +63,49 @@ impl Deployer {
                 );
             }
         };
-        tracing::warn!(app = %rec.app, "{reason}; rolling back");
         let name = rec.app.clone();
         let machines: Vec<String> = rb.machines.iter().map(|(m, _)| m.clone()).collect();
+        self.enter(rec, opsctl_controllers::rollout::phase::Phase::Rollback)?;
+        // Fly prunes old images: only roll back onto images known to be in the registry.
+        let restore: Vec<String> = match &image_override {
+            Some(image) => vec![image.clone()],
+            None => touched.iter().map(|t| t.before.image.clone()).collect(),
+        };
+        let mut distinct = restore.clone();
+        distinct.sort();
+        distinct.dedup();
+        self.intend(
+            rec,
+            format!(
+                "check that {} still exist(s) in the registry before rolling back",
+                distinct.join(", ")
+            ),
+        )?;
+        let verdict = self.check_registry(&restore).await;
+        if let Some((class, why)) = verdict.escalation() {
+            self.done(rec, format!("not rolling back: {why}"))?;
+            rec.rollback = Some(RollbackRecord {
+                release: None,
+                image: rb.image.clone(),
+                machines: machines.clone(),
+                outcome: format!("not started: {why}"),
+            });
+            let title = format!("{name}: rollback of {} not started", rec.id);
+            let description = format!(
+                "{reason}.\n\nThe automatic rollback to {} was not started: {why}. No machine was changed by a rollback; the touched machines ({}) still run {}. Automatic deploys of {name} are paused until a human runs `opsctl apply`. To restore service: push the previous image again (or build it), point spec.image at an image that exists, and run `opsctl apply`.",
+                rb.image,
+                machines.join(", "),
+                rec.image
+            );
+            self.escalate(rec, class, title, description)?;
+            return self.finish(
+                rec,
+                DeployStatus::RollbackFailed,
+                format!("{reason}; not rolled back: {why}"),
+            );
+        }
+        self.done(rec, "present")?;
+        tracing::warn!(app = %rec.app, "{reason}; rolling back");
         self.intend(
             rec,
             format!(

@@ -316,6 +316,7 @@ impl Deployer {
         let _ = self.client.update_release(&release.id, "complete").await;
         rec.health = Some(format!("all {} green machines healthy", green.len()));
         rec.status = DeployStatus::Succeeded;
+        Self::mark_done(rec);
         if !problems.is_empty() {
             rec.reason = Some(format!(
                 "green serves; some blue machines were not removed: {}",

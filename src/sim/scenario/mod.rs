@@ -65,6 +65,10 @@ pub struct Scenario {
     /// Faults installed at start-up; their windows count from the clock start.
     #[serde(default)]
     pub faults: Vec<FaultSpec>,
+    /// Full image references already pruned from the registry at start-up: `HEAD
+    /// /v2/<name>/manifests/<ref>` answers 404 for them (see `super::registry`).
+    #[serde(default)]
+    pub pruned_images: Vec<String>,
 }
 
 /// Delays of machine state transitions, in virtual time.
@@ -418,6 +422,7 @@ impl Scenario {
             apps: Vec::new(),
             rate_limits: RateLimits::default(),
             faults: Vec::new(),
+            pruned_images: Vec::new(),
         }
     }
 

@@ -1,30 +1,30 @@
-//! The drain's decision, as a pure function: given one observation of the watched Oban queues,
-//! when the drain started and `now`, is it drained, timed out, or still waiting?
+//! The deploy's `Drain` decision (DESIGN.md §5, issue #4, case BUG-18), as a pure function:
+//! given one observation of the watched Oban queues, when the drain started and `now`, is it
+//! drained, timed out, or still waiting?
 //!
-//! No I/O and no clock reads: [`super::drain_oban`] observes, calls [`judge`], and sleeps. This
-//! is the part that would move to `opsctl-controllers` once the deploy pipeline's `Drain` stage
-//! lives there (issue #4); it is here so the drain can be reviewed as one unit.
+//! No I/O and no clock reads: the runtime (`opsctl::drain::drain_oban`) reads `oban_jobs`,
+//! calls [`judge`], and sleeps between reads. Its outcome, [`DrainOutcome`], goes into the
+//! deploy record (docs/drain.md).
 
+use std::fmt;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use super::{DrainOutcome, StrandedJob};
-
 /// One look at `oban_jobs` for the watched queues, taken in a single statement (one snapshot).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(super) struct Observation {
+pub struct Observation {
     /// Jobs in state `available` (ready to run, not yet picked up).
     pub available: u64,
     /// Jobs in state `executing`, all of them (including any not listed in `executing_jobs`).
     pub executing: u64,
-    /// The oldest executing jobs, oldest first, at most [`super::observe::LISTED_MAX`].
+    /// The oldest executing jobs, oldest first, at most the runtime's listing limit.
     pub executing_jobs: Vec<ExecutingJob>,
 }
 
 /// A job in state `executing`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct ExecutingJob {
+pub struct ExecutingJob {
     /// `oban_jobs.id`.
     pub id: i64,
     /// `oban_jobs.queue`.
@@ -35,9 +35,9 @@ pub(super) struct ExecutingJob {
     pub attempted_at: Option<DateTime<Utc>>,
 }
 
-/// The thresholds, from [`super::DrainRequest`].
+/// The thresholds, from the runtime's `DrainRequest`.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Limits {
+pub struct Limits {
     /// Give up waiting this long after the start.
     pub timeout: Duration,
     /// An executing job whose attempt had been running longer than this when the drain
@@ -47,7 +47,7 @@ pub(super) struct Limits {
 
 /// What to do after an observation.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) enum Next {
+pub enum Next {
     /// Keep waiting; poll again.
     Poll {
         /// Jobs still waited for: `available` + executing jobs that are not stranded.
@@ -66,7 +66,7 @@ pub(super) enum Next {
 /// timeout, however old it grows meanwhile: it may be running, and the drain exists so that it
 /// can finish. Otherwise timed out once `now - started >= timeout`, else poll again. A `now`
 /// earlier than `started` (a clock step back) counts as no time waited.
-pub(super) fn judge(
+pub fn judge(
     seen: &Observation,
     started: DateTime<Utc>,
     now: DateTime<Utc>,
@@ -111,8 +111,95 @@ pub(super) fn judge(
 
 /// `now - since`, or zero when `since` is in the future (clock skew between opsctl and the
 /// database, or a clock step back).
-pub(super) fn age(since: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
+pub fn age(since: DateTime<Utc>, now: DateTime<Utc>) -> Duration {
     (now - since).to_std().unwrap_or(Duration::ZERO)
+}
+
+/// How a drain ended. Every variant but `Stopped` lets the deploy go on; `TimedOut` and a
+/// non-empty `stranded` are warnings to record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DrainOutcome {
+    /// No job `available` and no `executing` job other than stranded ones.
+    Drained {
+        /// From the start to the read that showed it, on the injected clock.
+        waited: Duration,
+        /// Executing jobs older than `stranded_after`, oldest first. Empty: none.
+        stranded: Vec<StrandedJob>,
+    },
+    /// Still jobs to wait for when `timeout` had passed. The counts are from the last read.
+    TimedOut {
+        /// From the start to the last read, on the injected clock (at least `timeout`).
+        waited: Duration,
+        /// Jobs in state `executing` in the queues, stranded ones included.
+        executing: u64,
+        /// Jobs in state `available` in the queues.
+        available: u64,
+        /// Age of the oldest executing job's attempt. `None`: nothing executing (or no
+        /// `attempted_at` on any).
+        oldest_executing_age: Option<Duration>,
+        /// Executing jobs older than `stranded_after`, oldest first.
+        stranded: Vec<StrandedJob>,
+    },
+    /// opsctl was asked to stop before the drain ended. The deploy must not go on.
+    Stopped {
+        /// From the start to the stop request, on the injected clock.
+        waited: Duration,
+    },
+}
+
+impl DrainOutcome {
+    /// The stranded jobs found (empty for `Stopped`).
+    pub fn stranded(&self) -> &[StrandedJob] {
+        match self {
+            Self::Drained { stranded, .. } | Self::TimedOut { stranded, .. } => stranded,
+            Self::Stopped { .. } => &[],
+        }
+    }
+}
+
+impl fmt::Display for DrainOutcome {
+    /// One line for a record or a log: `drained after 1.2s`, `timed out after 300.0s: 3
+    /// executing (oldest 1800.0s), 120 available; 2 stranded (ids 101, 102)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Drained { waited, .. } => write!(f, "drained after {waited:.1?}")?,
+            Self::TimedOut {
+                waited,
+                executing,
+                available,
+                oldest_executing_age,
+                ..
+            } => {
+                write!(f, "timed out after {waited:.1?}: {executing} executing")?;
+                if let Some(oldest) = oldest_executing_age {
+                    write!(f, " (oldest {oldest:.1?})")?;
+                }
+                write!(f, ", {available} available")?;
+            }
+            Self::Stopped { waited } => return write!(f, "stopped after {waited:.1?}"),
+        }
+        let stranded = self.stranded();
+        if !stranded.is_empty() {
+            let ids: Vec<String> = stranded.iter().map(|j| j.id.to_string()).collect();
+            write!(f, "; {} stranded (ids {})", stranded.len(), ids.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// An `executing` job whose attempt had been running for more than `stranded_after` when the
+/// drain started (BUG-18: most likely left behind by a node killed mid-job; Oban's `Lifeline`
+/// plugin rescues such jobs after its `rescue_after`, 60 min by default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StrandedJob {
+    /// `oban_jobs.id`.
+    pub id: i64,
+    /// `oban_jobs.queue`.
+    pub queue: String,
+    /// `oban_jobs.attempted_at`, UTC.
+    pub attempted_at: DateTime<Utc>,
+    /// Injected clock's `now` minus `attempted_at`, at the read that found it.
+    pub age: Duration,
 }
 
 #[cfg(test)]
