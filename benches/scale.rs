@@ -122,7 +122,15 @@ fn main() {
     std::fs::write(&scenario_file, scenario(apps)).expect("scenario");
 
     let mut sim = Command::new(env!("CARGO_BIN_EXE_opsctl"))
-        .args(["-o", "json", "sim", "serve", "--addr", "127.0.0.1:0", "--scenario"])
+        .args([
+            "-o",
+            "json",
+            "sim",
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--scenario",
+        ])
         .arg(&scenario_file)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -148,8 +156,9 @@ fn main() {
         let load_cpu = cpu_seconds() - cpu0;
         let load_wall = t0.elapsed().as_secs_f64();
         drop(files);
-        let client =
-            Arc::new(FlyClient::new(Endpoints::origin(&url), Secret::new("bench")).expect("client"));
+        let client = Arc::new(
+            FlyClient::new(Endpoints::origin(&url), Secret::new("bench")).expect("client"),
+        );
         let http = reqwest::Client::new();
         let counts = |http: reqwest::Client, url: String| async move {
             http.get(format!("{url}/__sim/requests"))
@@ -197,7 +206,9 @@ fn main() {
         missed.push(format!("{per_app:.2} calls per app > 2"));
     }
     if drift > 0 || blind > 0 {
-        missed.push(format!("{drift} apps drifted, {blind} not observed (expected 0)"));
+        missed.push(format!(
+            "{drift} apps drifted, {blind} not observed (expected 0)"
+        ));
     }
     if !missed.is_empty() {
         eprintln!("TARGET MISSED: {}", missed.join("; "));

@@ -20,9 +20,9 @@
 pub mod cli;
 pub mod drain;
 pub mod fly;
+pub mod incident;
 pub mod maintenance;
 pub mod notify;
-pub mod incident;
 pub mod precheck;
 pub mod probes;
 pub mod records;

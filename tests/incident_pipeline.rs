@@ -724,6 +724,18 @@ fn run_hands_a_bad_deploy_to_the_incident_pipeline() {
     let ws = Workspace::new(OLD);
     ws.set_strategy("immediate");
     let repo = ws.manifests();
+    // Escalations go to an engineering repository's beads through an AlertRoute.
+    let eng = tempfile::tempdir().unwrap();
+    std::fs::create_dir(eng.path().join(".beads")).unwrap();
+    let eng_file = eng.path().join(".beads/issues.jsonl");
+    std::fs::write(
+        repo.join("routes.yaml"),
+        format!(
+            "apiVersion: opsctl.dev/v1alpha1\nkind: AlertRoute\nmetadata: {{name: eng}}\nspec:\n  targets:\n    - beads: {{path: {}, prefix: eng}}\n",
+            eng_file.display()
+        ),
+    )
+    .unwrap();
     git(&repo, &["init", "-q", "-b", "main"]);
     git(&repo, &["add", "."]);
     git(&repo, &["commit", "-q", "-m", "on OLD"]);
@@ -788,6 +800,22 @@ fn run_hands_a_bad_deploy_to_the_incident_pipeline() {
     );
     assert_eq!(pm["data"]["classification"], "outage");
     assert_eq!(pm["data"]["commit"], deploy["commit"]);
+    // The escalation reached the engineering backlog, depending on the ops record.
+    let eng_issues = std::fs::read_to_string(&eng_file).unwrap_or_default();
+    let escalation = eng_issues
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|i| i["id"].as_str().is_some_and(|id| id.starts_with("eng-")))
+        .unwrap_or_else(|| panic!("no engineering escalation in {eng_issues:?}"));
+    assert!(
+        escalation["dependencies"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|d| d["type"] == "caused-by"
+                && d["depends_on_id"]
+                    .as_str()
+                    .is_some_and(|t| t.starts_with("ops-")))),
+        "{escalation}"
+    );
     assert_eq!(
         sim.images(),
         [

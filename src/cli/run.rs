@@ -58,6 +58,31 @@ pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
         crate::incident::IncidentConfig::default(),
     );
     pipeline.manifests = Some(global.manifests.clone());
+    // Escalations and notifications go where the AlertRoute manifests say (read at start).
+    let routes = match opsctl_crds::load_dir(&global.manifests) {
+        Ok(set) => crate::notify::AlertRoutes::from_manifests(&set.alert_routes),
+        Err(e) => {
+            tracing::warn!(
+                errors = e.diagnostics.len(),
+                "manifests invalid at start: no alert routes until the next start"
+            );
+            crate::notify::AlertRoutes::default()
+        }
+    };
+    let notifier = crate::notify::Notifier::start(
+        routes.clone(),
+        crate::notify::NotifierConfig::default(),
+        Some(deployer.store.clone()),
+        deployer.clock.clone(),
+    );
+    let routed = std::sync::Arc::new(crate::notify::handoff::Routed {
+        routes,
+        notifier: notifier.clone(),
+        ops_prefix: "ops".to_owned(),
+        clock: deployer.clock.clone(),
+    });
+    pipeline.escalator = routed.clone();
+    pipeline.notifier = routed;
     if let Some(url) = &args.llm_url {
         let parsed = reqwest::Url::parse(url).map_err(|e| {
             super::output::coded(
@@ -115,6 +140,7 @@ pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let _ = maintenance.await;
     reconciled?;
     let _ = incidents.await;
+    notifier.shutdown().await;
     drop(target);
     Ok(ExitCode::SUCCESS)
 }

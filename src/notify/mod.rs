@@ -22,6 +22,7 @@
 
 mod deliver;
 mod escalate;
+pub mod handoff;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;

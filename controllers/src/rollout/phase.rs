@@ -13,7 +13,10 @@
 //!                                                             └─> BlueGreen
 //! Deploy / HealthCheck / Recover ─> Rollback ─> Done(rolled_back | rollback_failed)
 //! any unfinished phase ─> Recover{from} (a restart found it) ─> Lease | Rollback | Done(…)
-//! every phase but Done ─> Done(outcome)     Done is final
+//! every phase but Done ─> Done(outcome)     Done is final, except:
+//! Done(succeeded) ─> Rollback   the incident pipeline found the finished release down
+//!                               (outage after the deploy's settle time, BUG-02; ADR §5:
+//!                               auto-rollback is unconditional on outage)
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -158,7 +161,14 @@ pub struct IllegalTransition {
 pub fn transition(from: Option<&Phase>, to: &Phase) -> Result<(), IllegalTransition> {
     use Phase::*;
     let ok = match (from, to) {
-        // Done is final; Recover is entered only from an unfinished phase.
+        // Done is final, but for the incident pipeline rolling back a release that finished
+        // and then went down; Recover is entered only from an unfinished phase.
+        (
+            Some(Done {
+                outcome: Outcome::Succeeded,
+            }),
+            Rollback,
+        ) => true,
         (Some(Done { .. }), _) => false,
         (_, Recover { from: inner }) => from == inner.as_deref(),
         // The stages before any machine changes run in order, each optional.
@@ -268,6 +278,7 @@ mod tests {
             (Some(recover(deploy(1, 2))), Rollback),
             (Some(recover(PreCheck)), done(Outcome::Halted)),
             (Some(recover(HealthCheck)), done(Outcome::Succeeded)),
+            (Some(done(Outcome::Succeeded)), Rollback),
         ];
         for (from, to) in legal {
             assert_eq!(
@@ -301,6 +312,8 @@ mod tests {
             (Some(Rollback), deploy(1, 1)),
             // Done is final; outcomes that cannot follow a phase.
             (Some(done(Outcome::Succeeded)), Lease),
+            (Some(done(Outcome::Failed)), Rollback),
+            (Some(done(Outcome::RolledBack)), Rollback),
             (Some(done(Outcome::Halted)), recover(Lease)),
             (Some(PreCheck), done(Outcome::RolledBack)),
             (Some(Lease), done(Outcome::Succeeded)),
