@@ -46,6 +46,7 @@ use path::FieldPath;
 use tree::{Document, Node, Pos, Value};
 
 pub(crate) use validate::Checker;
+pub(crate) use validate::path as field_path;
 
 /// `metadata` of any manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
