@@ -13,10 +13,13 @@
 //!   observed in the same types, and their normalisation.
 //! - [`rollout`]: the rolling plan, per-machine health verdicts, and the rollback decision.
 //! - [`history`]: decisions from past deploys: pinned-out images, pauses, rollback targets.
+//! - [`governance`]: the one decision function (auto / gated / denied), burn-in, freeze
+//!   windows, roles and their operations, plan hashes.
 //! - [`signal`]: what checks and pipelines report to the incident pipeline, and its fingerprint.
 #![warn(missing_docs)]
 
 pub mod diff;
+pub mod governance;
 pub mod history;
 pub mod machine_config;
 pub mod observed;
