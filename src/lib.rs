@@ -17,6 +17,8 @@
 pub mod cli;
 pub mod drain;
 pub mod fly;
+pub mod governance;
+pub mod http;
 pub mod precheck;
 pub mod probes;
 pub mod records;

@@ -7,6 +7,10 @@
 //! reported; the reconciler keeps acting on the last valid set. A stop request (SIGINT/SIGTERM)
 //! ends the loop between steps: a running rollout stops before its next batch.
 //!
+//! Every deploy passes governance first ([`crate::governance::governed_deploy`]): a gated plan
+//! is queued as a pending approval, and while any app waits the reconciler passes again every
+//! `approval_poll` to notice `opsctl approve` (approvals are read from the records each pass).
+//!
 //! Not here yet: the work queue, adaptive polling, metrics and HA (issue #8).
 
 use std::path::PathBuf;
@@ -16,6 +20,7 @@ use opsctl_crds::{ManifestSet, load_dir, load_files};
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::governance::{Governed, governed_deploy};
 use crate::records::Trigger;
 use crate::runtime::deploy::{Deployer, Outcome};
 use crate::runtime::git;
@@ -31,6 +36,9 @@ pub struct Reconciler {
     pub deployer: Deployer,
     /// Full pass at least this often.
     pub resync: Duration,
+    /// While some app waits for approval, pass again this often (default 1 s).
+    pub approval_poll: Duration,
+    waiting: bool,
     last_valid: Option<ManifestSet>,
     last_commit: Option<String>,
     /// The last pass failed; `retry_in` is the current backoff.
@@ -48,6 +56,8 @@ impl Reconciler {
             manifests,
             deployer,
             resync,
+            approval_poll: Duration::from_secs(1),
+            waiting: false,
             last_valid: None,
             last_commit: None,
             failing: false,
@@ -87,7 +97,7 @@ impl Reconciler {
                     self.last_commit = head;
                     if self.last_commit.is_some() { "commit" } else { "change" }
                 }
-                _ = tokio::time::sleep_until(next) => if self.failing { "retry" } else { "resync" },
+                _ = tokio::time::sleep_until(next) => if self.failing { "retry" } else if self.waiting { "approval" } else { "resync" },
             };
             let ok = self.pass(trigger).await;
             next = self.after_pass(ok);
@@ -105,7 +115,11 @@ impl Reconciler {
         self.failing = !ok;
         let wait = if ok {
             self.retry_in = RETRY_FIRST;
-            self.resync
+            if self.waiting {
+                self.approval_poll.min(self.resync)
+            } else {
+                self.resync
+            }
         } else {
             let wait = self.retry_in.min(self.resync);
             self.retry_in = (self.retry_in * 2).min(self.resync);
@@ -132,6 +146,7 @@ impl Reconciler {
     /// should be retried soon.
     async fn pass(&mut self, trigger: &str) -> bool {
         let mut ok = true;
+        self.waiting = false;
         match self.load().await {
             Ok(set) => self.last_valid = Some(set),
             Err(e) => {
@@ -156,8 +171,29 @@ impl Reconciler {
             let span = tracing::info_span!("reconcile", app = %app.app_name(), trigger, revision = self.last_commit.as_deref().unwrap_or("-"));
             let deployer = &self.deployer;
             let commit = self.last_commit.clone();
+            let set = &set;
+            let waiting = &mut self.waiting;
             ok &= async move {
-                match deployer.deploy(app, Trigger::Reconcile, commit).await {
+                let outcome = match governed_deploy(deployer, set, app, Trigger::Reconcile, commit).await {
+                    Ok(Governed::Ran { outcome, .. }) => Ok(outcome),
+                    Ok(Governed::Waiting { approval, created, rule, .. }) => {
+                        *waiting = true;
+                        if !created {
+                            tracing::debug!(%approval, %rule, "still waiting for approval");
+                        }
+                        return true;
+                    }
+                    Ok(Governed::Denied { rule, why, .. }) => {
+                        tracing::warn!(%rule, "not deployed: {why}");
+                        return true;
+                    }
+                    Ok(Governed::Expired { approval, .. }) => {
+                        tracing::debug!(%approval, "approval expired; nothing runs until the plan changes");
+                        return true;
+                    }
+                    Err(e) => Err(e),
+                };
+                match outcome {
                     Ok(Outcome::NothingToDo(d)) if d.is_empty() => tracing::debug!("in sync"),
                     Ok(Outcome::NothingToDo(d)) => {
                         tracing::warn!(changes = d.changes.len(), "drift that is not applied automatically (scaling)")
