@@ -206,8 +206,3 @@ fn ask(
         why: gated.decision.why.clone(),
     })
 }
-
-/// Whether `a` is older than `timeout` at `now`.
-pub fn expired(a: &Approval, timeout: std::time::Duration, now: DateTime<Utc>) -> bool {
-    chrono::Duration::from_std(timeout).is_ok_and(|t| a.age(now) >= t)
-}

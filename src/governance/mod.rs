@@ -18,3 +18,6 @@ pub mod plan;
 
 pub use gate::{Governed, governed_deploy};
 pub use plan::{AppPlan, PlanError, plan_app};
+
+#[cfg(test)]
+mod tests;

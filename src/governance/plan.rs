@@ -158,6 +158,21 @@ pub async fn plan_app(
             source: Box::new(source),
         })?;
     let drift = diff(app, &observed);
+    if recovering {
+        // The unfinished deploy is finished (or rolled back) first; planning the next one
+        // against its half-updated machines would be meaningless.
+        return Ok(AppPlan {
+            app: name,
+            policy: source,
+            burn_in: burn,
+            context: Context::default(),
+            plan_hash: plan_hash(&observed, &[]),
+            actions: Vec::new(),
+            blocked: None,
+            recovering,
+            approval_timeout: policy.approval_timeout.get(),
+        });
+    }
     let rollout = rollout::plan(app, &observed, &drift)?;
     let fingerprint = config_fingerprint(app);
     let last_good = records.iter().find(|r| r.status == DeployStatus::Succeeded);

@@ -1,0 +1,118 @@
+//! The gate against the in-process simulator with a manual clock: a gated plan waits, then
+//! expires into an escalation after the policy's timeout, and never into an action.
+
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, TimeZone, Utc};
+use opsctl_crds::load_str;
+
+use super::{Governed, governed_deploy};
+use crate::fly::{Endpoints, FlyClient};
+use crate::records::{RecordKind, RecordStore, Trigger};
+use crate::runtime::clock::Clock;
+use crate::runtime::deploy::Deployer;
+use crate::secret::Secret;
+use crate::sim;
+
+struct ManualClock(Mutex<DateTime<Utc>>);
+
+impl Clock for ManualClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+const POLICY: &str = "
+---
+apiVersion: opsctl.dev/v1alpha1
+kind: GovernancePolicy
+metadata: {name: p}
+spec: {approvalTimeout: 1h}
+";
+
+#[tokio::test]
+async fn a_pending_approval_expires_into_an_escalation_never_an_action() {
+    let handle = sim::serve(
+        sim::scenario::Scenario::lowendinsight_default(),
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .await
+    .unwrap();
+    let client = FlyClient::new(Endpoints::origin(&handle.base_url()), Secret::new("t")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(RecordStore::open_write(dir.path()).unwrap());
+    let t0 = Utc.with_ymd_and_hms(2026, 3, 18, 12, 0, 0).unwrap();
+    let clock = Arc::new(ManualClock(Mutex::new(t0)));
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    let deployer = Deployer::new(client, store.clone(), clock.clone(), stop);
+    let manifest = include_str!("../../manifests/lowendinsight.yaml").replace(
+        "image: registry.fly.io/lowendinsight:deployment-",
+        "image: registry.fly.io/lowendinsight:deployment-GOVTEST-",
+    );
+    let set = load_str("m.yaml".as_ref(), &format!("{manifest}{POLICY}")).unwrap();
+    let app = &set.apps[0];
+    let updates = || {
+        handle
+            .state()
+            .request_counts()
+            .endpoints
+            .get("POST /v1/apps/{app}/machines/{id}")
+            .copied()
+            .unwrap_or(0)
+    };
+
+    let first = governed_deploy(&deployer, &set, app, Trigger::Reconcile, None)
+        .await
+        .unwrap();
+    let Governed::Waiting {
+        approval,
+        created: true,
+        rule,
+        ..
+    } = first
+    else {
+        panic!("{first:?}");
+    };
+    assert_eq!(rule, "gate.deploy.phase1.gated");
+    *clock.0.lock().unwrap() = t0 + chrono::Duration::minutes(59);
+    let again = governed_deploy(&deployer, &set, app, Trigger::Reconcile, None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, Governed::Waiting { created: false, .. }),
+        "{again:?}"
+    );
+
+    *clock.0.lock().unwrap() = t0 + chrono::Duration::minutes(61);
+    let expired = governed_deploy(&deployer, &set, app, Trigger::Reconcile, None)
+        .await
+        .unwrap();
+    let Governed::Expired {
+        approval: a,
+        escalation: Some(esc),
+    } = expired
+    else {
+        panic!("{expired:?}");
+    };
+    assert_eq!(a, approval);
+    let escalations = store.records(|r| r.kind == RecordKind::Escalation).unwrap();
+    assert_eq!(escalations.len(), 1);
+    assert_eq!(escalations[0].id, esc);
+    // Later passes neither act nor ask again for the same plan.
+    *clock.0.lock().unwrap() = t0 + chrono::Duration::hours(30);
+    let later = governed_deploy(&deployer, &set, app, Trigger::Reconcile, None)
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            later,
+            Governed::Expired {
+                escalation: None,
+                ..
+            }
+        ),
+        "{later:?}"
+    );
+    assert_eq!(updates(), 0, "no machine was touched");
+    assert!(store.deploys(None).unwrap().is_empty(), "no deploy record");
+}
