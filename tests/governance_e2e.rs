@@ -115,6 +115,20 @@ fn twelve_deploys_ten_approved_the_eleventh_auto_a_config_change_gated_again() {
         assert_eq!(code, 3, "deploy {n} waits: {shown}");
         assert_eq!(app["outcome"], "waiting", "{app}");
         let id = app["approval"].as_str().unwrap().to_owned();
+        if n == 1 {
+            // `plan --out` writes the plan with the hash the approval is bound to.
+            let out = ws.dir.path().join("plan.json");
+            let (code, shown, _) = run(&ws, &sim, &["plan", "--out", out.to_str().unwrap()]);
+            assert_eq!(code, 2, "{shown}");
+            assert!(
+                shown.contains(&format!("waiting for approval {id}")),
+                "{shown}"
+            );
+            let saved: Value =
+                serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+            assert_eq!(saved["apps"][0]["plan_hash"], p["plan_hash"]);
+            assert_eq!(saved["apps"][0]["pending_approval"], id.as_str());
+        }
         assert!(
             sim.images().iter().all(|(_, i)| *i != image(n)),
             "nothing deployed before approval"

@@ -102,7 +102,12 @@ pub async fn governed_deploy(
     let now = deployer.clock.now();
     let plan = plan_app(deployer, set, app, now).await?;
     let ran = |outcome, approval| Governed::Ran { outcome, approval };
-    if plan.recovering || plan.blocked.is_some() || plan.executable().next().is_none() {
+    if plan.recovering {
+        return Ok(ran(deployer.deploy(app, trigger, commit).await?, None));
+    }
+    if plan.blocked.is_some() || plan.executable().next().is_none() {
+        // Nothing to approve any more (in sync, or blocked whatever a human says).
+        supersede_open(deployer, &plan, now)?;
         return Ok(ran(deployer.deploy(app, trigger, commit).await?, None));
     }
     if let Some(denied) = plan.first(Verdict::Denied) {
@@ -114,6 +119,8 @@ pub async fn governed_deploy(
         });
     }
     let Some(gated) = plan.first(Verdict::Gated) else {
+        // Automatic now (e.g. a freeze window closed): an approval asked for earlier is moot.
+        supersede_open(deployer, &plan, now)?;
         return Ok(ran(deployer.deploy(app, trigger, commit).await?, None));
     };
     let store = &deployer.store;
@@ -205,4 +212,16 @@ fn ask(
         rule: gated.decision.rule.clone(),
         why: gated.decision.why.clone(),
     })
+}
+
+/// Close the app's pending approvals as `superseded`: the plan no longer needs one.
+fn supersede_open(
+    deployer: &Deployer,
+    plan: &AppPlan,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    for mut a in approvals::pending(&deployer.store, Some(&plan.app))? {
+        a.close(&deployer.store, "superseded", now)?;
+    }
+    Ok(())
 }
