@@ -39,6 +39,16 @@ pub async fn exec(args: ApplyArgs, global: &Global) -> anyhow::Result<ExitCode> 
     let set = validate::load(global)?;
     let target = target::connect(&global.fly).await?;
     let (mut deployer, stop) = target::deployer(&target, global)?;
+    // The deploy pipeline acts as `deployer` under the allowlists of the policy for all apps
+    // (per-app policies' roles are applied by their plans' decisions).
+    let (policy, _) = opsctl_controllers::governance::policy_for(&set.policies, "");
+    deployer.client = deployer.client.with_role(
+        crate::fly::RoleGuard::new(opsctl_controllers::governance::Role::Deployer, policy.roles)
+            .with_hook(crate::governance::approvals::denial_recorder(
+                deployer.store.clone(),
+                deployer.clock.clone(),
+            )),
+    );
     let mut waiting = false;
     deployer.poll = Duration::from_millis(500);
     let commit = git::head_commit(&global.manifests).await;

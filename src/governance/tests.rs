@@ -116,3 +116,45 @@ async fn a_pending_approval_expires_into_an_escalation_never_an_action() {
     assert_eq!(updates(), 0, "no machine was touched");
     assert!(store.deploys(None).unwrap().is_empty(), "no deploy record");
 }
+
+/// A Fly call refused by the role allowlist leaves an escalation record naming the role,
+/// operation and path (issue #5: "a denied call is an error and a record").
+#[tokio::test]
+async fn a_refused_fly_call_leaves_an_escalation_record() {
+    use crate::fly::RoleGuard;
+    use opsctl_controllers::governance::Role;
+    use opsctl_crds::kinds::governance::RolesSpec;
+
+    let handle = sim::serve(
+        sim::scenario::Scenario::lowendinsight_default(),
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(RecordStore::open_write(dir.path()).unwrap());
+    let clock = Arc::new(ManualClock(Mutex::new(
+        Utc.with_ymd_and_hms(2026, 3, 18, 12, 0, 0).unwrap(),
+    )));
+    let client = FlyClient::new(Endpoints::origin(&handle.base_url()), Secret::new("t"))
+        .unwrap()
+        .with_role(
+            RoleGuard::new(Role::Monitor, RolesSpec::default())
+                .with_hook(super::approvals::denial_recorder(store.clone(), clock)),
+        );
+    let e = client
+        .create_release("lowendinsight", "img", "rolling")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, crate::fly::FlyErrorKind::Denied);
+    let recs = store.records(|r| r.kind == RecordKind::Escalation).unwrap();
+    assert_eq!(recs.len(), 1);
+    assert!(
+        recs[0].labels.contains(&"denied-call".to_owned()),
+        "{:?}",
+        recs[0]
+    );
+    assert_eq!(recs[0].data["role"], "monitor");
+    assert_eq!(recs[0].data["operation"], "deploy");
+    assert_eq!(recs[0].data["path"], "/graphql");
+}
