@@ -1,5 +1,6 @@
-//! The gate against the in-process simulator with a manual clock: a gated plan waits, then
-//! expires into an escalation after the policy's timeout, and never into an action.
+//! Governance at run time against the in-process simulator with a manual clock: a gated plan
+//! waits, then expires into an escalation after the policy's timeout, never into an action; a
+//! Fly call refused by the role allowlist leaves an escalation record.
 
 use std::sync::{Arc, Mutex};
 
