@@ -30,7 +30,7 @@ pub struct RunArgs {
     #[arg(long, default_value = "500ms")]
     pub poll: DurationStr,
     /// While a plan waits for approval, look for a decision this often.
-    #[arg(long, default_value = "1s")]
+    #[arg(long, default_value = "5s")]
     pub approval_poll: DurationStr,
     /// Address of the HTTP listener (approval endpoint) [default: 127.0.0.1:9464]. When given
     /// and it cannot be bound, `run` fails; the default address in use only disables the

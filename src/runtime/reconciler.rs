@@ -36,7 +36,8 @@ pub struct Reconciler {
     pub deployer: Deployer,
     /// Full pass at least this often.
     pub resync: Duration,
-    /// While some app waits for approval, pass again this often (default 1 s).
+    /// While some app waits for approval, pass again this often (default 5 s; each pass observes
+    /// Fly, so this is a few reads per app every 5 s while a human decides).
     pub approval_poll: Duration,
     waiting: bool,
     last_valid: Option<ManifestSet>,
@@ -56,7 +57,7 @@ impl Reconciler {
             manifests,
             deployer,
             resync,
-            approval_poll: Duration::from_secs(1),
+            approval_poll: Duration::from_secs(5),
             waiting: false,
             last_valid: None,
             last_commit: None,
