@@ -159,3 +159,81 @@ async fn a_refused_fly_call_leaves_an_escalation_record() {
     assert_eq!(recs[0].data["operation"], "deploy");
     assert_eq!(recs[0].data["path"], "/graphql");
 }
+
+/// The shipped manifest with a new image, `extra` manifests appended, against a fresh
+/// simulator; the first pass's result and the number of machine updates Fly received.
+async fn first_pass(strategy: &str, extra: &str) -> (Governed, u64) {
+    let handle = sim::serve(
+        sim::scenario::Scenario::lowendinsight_default(),
+        ([127, 0, 0, 1], 0).into(),
+    )
+    .await
+    .unwrap();
+    let client = FlyClient::new(Endpoints::origin(&handle.base_url()), Secret::new("t")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(RecordStore::open_write(dir.path()).unwrap());
+    let clock = Arc::new(ManualClock(Mutex::new(
+        Utc.with_ymd_and_hms(2026, 3, 20, 18, 30, 0).unwrap(),
+    )));
+    let (_tx, stop) = tokio::sync::watch::channel(false);
+    let deployer = Deployer::new(client, store, clock, stop);
+    let manifest = include_str!("../../manifests/lowendinsight.yaml")
+        .replace(
+            "image: registry.fly.io/lowendinsight:deployment-",
+            "image: registry.fly.io/lowendinsight:deployment-GOVTEST-",
+        )
+        .replace("strategy: rolling", &format!("strategy: {strategy}"));
+    let set = load_str("m.yaml".as_ref(), &format!("{manifest}{extra}")).unwrap();
+    let governed = governed_deploy(&deployer, &set, &set.apps[0], Trigger::Reconcile, None)
+        .await
+        .unwrap();
+    let updates = handle
+        .state()
+        .request_counts()
+        .endpoints
+        .get("POST /v1/apps/{app}/machines/{id}")
+        .copied()
+        .unwrap_or(0);
+    (governed, updates)
+}
+
+/// Inside a deny window a deploy waits, even one the gates make automatic.
+#[tokio::test]
+async fn a_freeze_window_holds_an_automatic_deploy() {
+    let policy = "
+---
+apiVersion: opsctl.dev/v1alpha1
+kind: GovernancePolicy
+metadata: {name: p}
+spec:
+  gates: {deploy: {phase1: auto, phase2: auto, phase3: auto}}
+  freezeWindows: [{kind: deny, schedule: \"0 18 * * 5\", duration: 64h, timeZone: UTC}]
+";
+    let (governed, updates) = first_pass("rolling", policy).await;
+    let Governed::Waiting { rule, .. } = &governed else {
+        panic!("{governed:?}");
+    };
+    assert_eq!(rule, "freeze.deny-window");
+    assert_eq!(updates, 0);
+}
+
+/// An action over its budget cap is denied: a canary's temporary machine costs more than a
+/// $0 deploy budget.
+#[tokio::test]
+async fn an_action_over_its_budget_is_denied() {
+    let policy = "
+---
+apiVersion: opsctl.dev/v1alpha1
+kind: GovernancePolicy
+metadata: {name: p}
+spec:
+  gates: {deploy: {phase1: auto, phase2: auto, phase3: auto}}
+  budgets: {deployUsd: 0}
+";
+    let (governed, updates) = first_pass("canary", policy).await;
+    let Governed::Denied { rule, .. } = &governed else {
+        panic!("{governed:?}");
+    };
+    assert_eq!(rule, "budget.deploy.over-cap");
+    assert_eq!(updates, 0);
+}
