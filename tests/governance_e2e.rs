@@ -340,3 +340,58 @@ fn run_waits_and_the_endpoint_approves_with_a_token_only() {
         "token never logged"
     );
 }
+
+/// `opsctl approve` works while `opsctl run` holds the state directory: the decision goes to
+/// the inbox and the reconciler deploys on its next pass.
+#[test]
+fn run_picks_up_an_approval_made_with_the_cli() {
+    let sim = Sim::start();
+    let (github, _rt) = green_github();
+    let ws = adr_workspace(&github);
+    commit_manifest(&ws, &image(1), &github, false);
+    let mut child = ws
+        .opsctl(&sim)
+        .args([
+            "run",
+            "--resync",
+            "1h",
+            "--poll",
+            "100ms",
+            "--approval-poll",
+            "200ms",
+        ])
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Lines::collect(&mut child);
+    assert!(
+        lines.wait_for("waiting for approval", Duration::from_secs(30)),
+        "{}",
+        lines.all()
+    );
+    let (_, _, pending) = run(&ws, &sim, &["pending", "-o", "json"]);
+    let id = pending["approvals"][0]["id"].as_str().unwrap().to_owned();
+    let (code, shown, json) = run(&ws, &sim, &["approve", &id, "-o", "json"]);
+    assert_eq!(code, 0, "{shown}");
+    assert_eq!(json["state"], "approved", "{json}");
+    assert!(
+        common::eventually(Duration::from_secs(30), || sim
+            .images()
+            .iter()
+            .all(|(_, i)| *i == image(1))
+            .then_some(()))
+        .is_some(),
+        "deployed after approval: {}",
+        lines.all()
+    );
+    common::send_signal(&child, "INT");
+    assert!(child.wait().unwrap().success());
+    let (_, _, pending) = run(&ws, &sim, &["pending", "-o", "json"]);
+    assert_eq!(
+        pending["approvals"].as_array().unwrap().len(),
+        0,
+        "{pending}"
+    );
+}

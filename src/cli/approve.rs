@@ -7,11 +7,16 @@
 //! printed; the next pass queues it for approval. `deny` needs no check: refusing is always
 //! safe.
 //!
+//! Decisions go to the state directory's decision inbox (no writer lock needed, so this works
+//! while `opsctl run` runs; it picks the decision up on its next pass) and, when no other
+//! process writes the state directory, straight into the journal too.
+//!
 //! JSON: `{"kind":"approval","id":…,"app":…,"state":"approved"|"denied","plan_hash":…}`; a
 //! stale approval is an error object whose message includes the new plan.
 
 use std::process::ExitCode;
 
+use anyhow::Context as _;
 use clap::Args;
 use serde_json::json;
 
@@ -20,7 +25,7 @@ use super::plan::{planner, render};
 use super::{Global, target, validate};
 use crate::governance::approvals::{self, Approval};
 use crate::governance::plan::plan_app;
-use crate::records::RecordStore;
+use crate::records::{RecordStore, StoreError};
 use crate::runtime::clock::{Clock, SystemClock};
 
 /// Arguments of `approve` and `deny`.
@@ -49,12 +54,30 @@ fn waiting(store: &RecordStore, id: &str) -> anyhow::Result<Approval> {
     Ok(a)
 }
 
+/// Record `state` for `a` by `who` in the inbox, then in the journal when the writer lock is
+/// free; return the approval as it now reads.
+fn decide(global: &Global, a: &Approval, state: &str) -> anyhow::Result<Approval> {
+    approvals::submit(&global.state, a, state, "cli", SystemClock.now())
+        .with_context(|| format!("recording the decision in {}", global.state.display()))?;
+    match RecordStore::open_write(&global.state) {
+        Ok(store) => approvals::ingest(&store, SystemClock.now())?,
+        Err(StoreError::Locked(_)) => {
+            tracing::info!(
+                "the state directory is in use (opsctl run?): it records the decision on its next pass"
+            )
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let store = RecordStore::open_read(&global.state);
+    Ok(approvals::find(&store, a.id())?.unwrap_or_else(|| a.clone()))
+}
+
 pub async fn approve(args: DecideArgs, global: &Global) -> anyhow::Result<ExitCode> {
-    let store = RecordStore::open_write(&global.state)?;
-    let mut a = waiting(&store, &args.id)?;
+    let store = RecordStore::open_read(&global.state);
+    let a = waiting(&store, &args.id)?;
     let set = validate::load(global)?;
     let Some(app) = set.apps.iter().find(|x| x.app_name() == a.app()) else {
-        a.close(&store, "stale", SystemClock.now())?;
+        decide(global, &a, "stale")?;
         return Err(coded(
             "approval.stale",
             format!(
@@ -68,7 +91,7 @@ pub async fn approve(args: DecideArgs, global: &Global) -> anyhow::Result<ExitCo
     let planner = planner(&target, global, false)?;
     let plan = plan_app(&planner, &set, app, SystemClock.now()).await?;
     if plan.plan_hash != a.data.plan_hash {
-        a.close(&store, "stale", SystemClock.now())?;
+        decide(global, &a, "stale")?;
         return Err(coded(
             "approval.stale",
             format!(
@@ -80,7 +103,7 @@ pub async fn approve(args: DecideArgs, global: &Global) -> anyhow::Result<ExitCo
             ),
         ));
     }
-    a.approve(&store, "cli", SystemClock.now())?;
+    let a = decide(global, &a, "approved")?;
     tracing::info!(approval = %a.id(), app = %a.app(), plan_hash = %a.data.plan_hash, "approved");
     done(
         global,
@@ -90,9 +113,9 @@ pub async fn approve(args: DecideArgs, global: &Global) -> anyhow::Result<ExitCo
 }
 
 pub fn deny(args: DecideArgs, global: &Global) -> anyhow::Result<ExitCode> {
-    let store = RecordStore::open_write(&global.state)?;
-    let mut a = waiting(&store, &args.id)?;
-    a.deny(&store, "cli", SystemClock.now())?;
+    let store = RecordStore::open_read(&global.state);
+    let a = waiting(&store, &args.id)?;
+    let a = decide(global, &a, "denied")?;
     tracing::info!(approval = %a.id(), app = %a.app(), "denied");
     done(
         global,

@@ -11,6 +11,12 @@
 //! | `stale` | `closed`, reason `stale` | `opsctl approve` found the observed state changed |
 //! | `expired` | `closed`, reason `expired` | pending longer than the policy's `approvalTimeout`; an escalation record is written, and nothing runs |
 //!
+//! Decisions from a process that does not hold the store's writer lock (`opsctl approve` while
+//! `opsctl run` runs) go to the state directory's decision inbox, `decisions.jsonl` (one
+//! fsynced line each, appended without the lock). Every reader overlays the inbox on the
+//! journal, so a decision counts at once everywhere; the writer ([`ingest`], each pass of the
+//! gate) records it in the journal as the approval's next snapshot.
+//!
 //! The data never holds a secret value (actions carry image references and rule ids).
 
 use chrono::{DateTime, Utc};
@@ -61,6 +67,8 @@ pub struct Approval {
     pub record: Record,
     /// Its data.
     pub data: ApprovalData,
+    /// Decided in the inbox and not yet recorded in the journal.
+    unsaved: bool,
 }
 
 impl Approval {
@@ -70,7 +78,11 @@ impl Approval {
             return None;
         }
         let data = serde_json::from_value(record.data.clone()).ok()?;
-        Some(Self { record, data })
+        Some(Self {
+            record,
+            data,
+            unsaved: false,
+        })
     }
 
     /// The id.
@@ -173,7 +185,11 @@ pub fn create_pending(
         "Waiting for a human: `opsctl approve {}` or `opsctl deny {}`.",
         record.id, record.id
     );
-    let mut a = Approval { record, data };
+    let mut a = Approval {
+        record,
+        data,
+        unsaved: false,
+    };
     a.save(store, now)?;
     Ok(a)
 }
@@ -183,13 +199,106 @@ pub fn create_pending(
 /// # Errors
 /// The store failed.
 pub fn approvals(store: &RecordStore, app: Option<&str>) -> Result<Vec<Approval>, StoreError> {
+    let inbox = read_inbox(store.dir());
     Ok(store
         .records(|r| {
             r.kind == RecordKind::Approval && app.is_none_or(|a| r.app.as_deref() == Some(a))
         })?
         .into_iter()
         .filter_map(Approval::from_record)
+        .map(|mut a| {
+            let decided = inbox.iter().find(|d| {
+                d.id == a.record.id && (d.state != "approved" || d.plan_hash == a.data.plan_hash)
+            });
+            if a.data.state == "pending"
+                && let Some(d) = decided
+            {
+                a.data.state = d.state.clone();
+                a.data.decided_by = Some(d.by.clone());
+                a.unsaved = true;
+                if d.state == "approved" {
+                    a.record.status = RecordStatus::InProgress;
+                    a.record.updated_at = d.at;
+                } else {
+                    a.record.close(d.state.clone(), d.at);
+                }
+            }
+            a
+        })
         .collect())
+}
+
+/// The decision inbox's file in state directory `dir`.
+const INBOX: &str = "decisions.jsonl";
+
+/// One decision in the inbox.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct InboxDecision {
+    id: String,
+    /// `approved`, `denied` or `stale`.
+    state: String,
+    plan_hash: String,
+    by: String,
+    at: DateTime<Utc>,
+}
+
+fn read_inbox(dir: &std::path::Path) -> Vec<InboxDecision> {
+    let Ok(text) = std::fs::read_to_string(dir.join(INBOX)) else {
+        return Vec::new();
+    };
+    // A torn last line (a crash mid-append) does not parse and is skipped.
+    text.lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Record a decision on approval `a` (`approved`, `denied` or `stale`) by `who`, without the
+/// writer lock: one fsynced line appended to the state directory's inbox. It counts for every
+/// reader at once; [`ingest`] records it in the journal.
+///
+/// # Errors
+/// The inbox could not be written.
+pub fn submit(
+    dir: &std::path::Path,
+    a: &Approval,
+    state: &str,
+    who: &str,
+    now: DateTime<Utc>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let line = InboxDecision {
+        id: a.record.id.clone(),
+        state: state.to_owned(),
+        plan_hash: a.data.plan_hash.clone(),
+        by: who.to_owned(),
+        at: now,
+    };
+    let mut text = serde_json::to_string(&line).map_err(std::io::Error::other)?;
+    text.push('\n');
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(INBOX))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_data()
+}
+
+/// Record every inbox decision not yet in the journal as its approval's next snapshot (the
+/// writer calls this each pass).
+///
+/// # Errors
+/// The store failed.
+pub fn ingest(store: &RecordStore, now: DateTime<Utc>) -> Result<(), StoreError> {
+    for mut a in approvals(store, None)? {
+        if a.unsaved {
+            tracing::info!(approval = %a.record.id, state = %a.data.state, "decision recorded");
+            a.unsaved = false;
+            let at = a.record.updated_at.max(now);
+            a.save(store, at)?;
+        }
+    }
+    Ok(())
 }
 
 /// Approvals waiting for a human (state `pending`), newest first.

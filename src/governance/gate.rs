@@ -100,6 +100,7 @@ pub async fn governed_deploy(
     commit: Option<String>,
 ) -> Result<Governed, GateError> {
     let now = deployer.clock.now();
+    approvals::ingest(&deployer.store, now)?;
     let plan = plan_app(deployer, set, app, now).await?;
     let ran = |outcome, approval| Governed::Ran { outcome, approval };
     if plan.recovering {
