@@ -20,6 +20,8 @@
 pub mod cli;
 pub mod drain;
 pub mod fly;
+pub mod governance;
+pub mod http;
 pub mod incident;
 pub mod maintenance;
 pub mod notify;

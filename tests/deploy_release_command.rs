@@ -71,7 +71,20 @@ fn scenario_with_release_commands(entries: &str) -> (tempfile::TempDir, PathBuf)
     (dir, path)
 }
 
+/// `opsctl apply` by a human: migrations are always gated (issue #5), so a first pass queues
+/// the plan for approval (exit 3); the human approves it and applies again.
 fn apply(ws: &Workspace, sim: &Sim) -> (i32, String, Value) {
+    let (code, shown, json) = apply_once(ws, sim);
+    if code != 3 {
+        return (code, shown, json);
+    }
+    let id = json["apps"][0]["approval"].as_str().expect("approval id");
+    let out = ws.opsctl(sim).args(["approve", id]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    apply_once(ws, sim)
+}
+
+fn apply_once(ws: &Workspace, sim: &Sim) -> (i32, String, Value) {
     let out = ws
         .opsctl(sim)
         .args(["apply", "-o", "json"])
@@ -360,26 +373,41 @@ fn history(ws: &Workspace) -> Vec<Value> {
 }
 
 /// Migrations are always human: `opsctl run` does not run one, records nothing, deploys
-/// nothing; `opsctl apply` then does.
+/// nothing, but queues the plan for approval; approved, `opsctl apply` then runs it.
 #[test]
 fn run_is_blocked_until_a_human_applies() {
     let sim = Sim::start();
     let ws = workspace(NEW, false);
     let (child, lines) = start_run(&ws, &sim);
     assert!(
-        lines.wait_for("needs a human", Duration::from_secs(20)),
+        lines.wait_for("waiting for approval", Duration::from_secs(20)),
         "{}",
         lines.all()
     );
     stop_run(child);
     assert!(
-        lines.all().contains("run `opsctl apply`"),
+        lines.all().contains("migration.always-human"),
         "{}",
         lines.all()
     );
     assert_eq!(sim.count(CREATE), 0, "no release command machine");
     assert_eq!(sim.count(UPDATE), 0, "nothing deployed");
     assert!(history(&ws).is_empty(), "no record: {:?}", history(&ws));
+    let pending = ws
+        .opsctl(&sim)
+        .args(["pending", "-o", "json"])
+        .output()
+        .unwrap();
+    let pending: Value = serde_json::from_slice(&pending.stdout).unwrap();
+    assert_eq!(
+        pending["approvals"].as_array().unwrap().len(),
+        1,
+        "{pending}"
+    );
+    assert_eq!(
+        pending["approvals"][0]["actions"][0]["rule"],
+        "migration.always-human"
+    );
 
     let (code, shown, _) = apply(&ws, &sim);
     assert_eq!(code, 0, "{shown}");
@@ -426,7 +454,11 @@ fn a_release_command_runs_once_per_image() {
         lines.all()
     );
     stop_run(child);
-    assert!(!lines.all().contains("needs a human"), "{}", lines.all());
+    assert!(
+        !lines.all().contains("waiting for approval"),
+        "{}",
+        lines.all()
+    );
     assert_eq!(sim.count(CREATE), 1, "not run a second time");
     let newest = &history(&ws)[0];
     assert_eq!(newest["trigger"], "reconcile");

@@ -20,6 +20,8 @@
 //! - [`maintenance`]: the maintenance checks' judges (machine status, health, PostgreSQL,
 //!   Redis, Oban growth, cost).
 //! - [`incident`]: the incident pipeline's decisions: dedup, classification, responses.
+//! - [`governance`]: the one decision function (auto / gated / denied), burn-in, freeze
+//!   windows, roles and their operations, plan hashes.
 //! - [`signal`]: what checks and pipelines report to the incident pipeline, and its fingerprint.
 //! - [`certs`]: certificate windows: expiry (BUG-23), not-ready and rate-limited certificates
 //!   (BUG-21), Fly's view against the TLS handshake's.
@@ -29,6 +31,7 @@
 pub mod certs;
 pub mod diff;
 pub mod drain;
+pub mod governance;
 pub mod history;
 pub mod incident;
 pub mod machine_config;

@@ -1,14 +1,17 @@
-//! `opsctl apply`: one reconcile pass over every app: roll out what drifted, check health,
-//! roll back on failure, and record it all. Exit 0 when every app is in sync or deployed, 1
-//! when any deploy failed, was rolled back, halted or blocked, or any app could not be handled
+//! `opsctl apply`: one reconcile pass over every app: plan, pass governance, roll out what is
+//! `auto` or approved, check health, roll back on failure, and record it all. A gated plan is
+//! queued as a pending approval (`opsctl pending`, `opsctl approve ID`). Exit 0 when every app
+//! is in sync or deployed, 3 when some app waits for approval (and none failed), 1 when any
+//! deploy failed, was rolled back, halted, blocked or denied, or any app could not be handled
 //! at all (not observable, unknown to Fly): each app is handled on its own, so one such error
 //! does not stop or hide the others.
 //!
 //! Ctrl-C (or SIGTERM) stops after the current step; a second one exits at once with 130 (see
 //! `signal`). Apps not started by then are reported as `skipped`.
 //!
-//! JSON: `{"kind":"apply","ok":bool,"apps":[{"app":…,"outcome":"in_sync"|"not_applied"|
-//! "blocked"|"deployed"|"error"|"skipped","reason"?:…,"record"?:{deploy record},
+//! JSON: `{"kind":"apply","ok":bool,"waiting":bool,"apps":[{"app":…,"outcome":"in_sync"|
+//! "not_applied"|"blocked"|"deployed"|"waiting"|"denied"|"expired"|"error"|"skipped",
+//! "reason"?:…,"record"?:{deploy record},"approval"?:"approval-…","rule"?:…,
 //! "error"?:{"kind":"error","code":…,"message":…,"causes":[…]},"summary":…}]}`.
 
 use std::process::ExitCode;
@@ -19,6 +22,7 @@ use serde_json::{Value, json};
 
 use super::output::{Format, error_json, error_line, print_json, print_text, report_text_only};
 use super::{Global, target, validate};
+use crate::governance::{Governed, governed_deploy};
 use crate::records::{DeployRecord, DeployStatus, Trigger};
 use crate::runtime::deploy::Outcome;
 use crate::runtime::git;
@@ -35,6 +39,17 @@ pub async fn exec(args: ApplyArgs, global: &Global) -> anyhow::Result<ExitCode> 
     let set = validate::load(global)?;
     let target = target::connect(&global.fly).await?;
     let (mut deployer, stop) = target::deployer(&target, global)?;
+    // The deploy pipeline acts as `deployer` under the allowlists of the policy for all apps
+    // (per-app policies' roles are applied by their plans' decisions).
+    let (policy, _) = opsctl_controllers::governance::policy_for(&set.policies, "");
+    deployer.client = deployer.client.with_role(
+        crate::fly::RoleGuard::new(opsctl_controllers::governance::Role::Deployer, policy.roles)
+            .with_hook(crate::governance::approvals::denial_recorder(
+                deployer.store.clone(),
+                deployer.clock.clone(),
+            )),
+    );
+    let mut waiting = false;
     deployer.poll = Duration::from_millis(500);
     let commit = git::head_commit(&global.manifests).await;
     let mut results = Vec::new();
@@ -53,9 +68,10 @@ pub async fn exec(args: ApplyArgs, global: &Global) -> anyhow::Result<ExitCode> 
             ok = false;
             continue;
         }
-        match deployer.deploy(app, Trigger::Apply, commit.clone()).await {
-            Ok(outcome) => {
-                let (value, good) = describe(name, &outcome);
+        match governed_deploy(&deployer, &set, app, Trigger::Apply, commit.clone()).await {
+            Ok(governed) => {
+                let (value, good) = describe_governed(name, &governed);
+                waiting |= matches!(governed, Governed::Waiting { .. });
                 ok &= good;
                 results.push(value);
             }
@@ -71,7 +87,7 @@ pub async fn exec(args: ApplyArgs, global: &Global) -> anyhow::Result<ExitCode> 
         }
     }
     if global.output == Format::Json {
-        print_json(&json!({"kind": "apply", "ok": ok, "apps": results}))?;
+        print_json(&json!({"kind": "apply", "ok": ok, "waiting": waiting, "apps": results}))?;
     } else {
         let text: String = results
             .iter()
@@ -90,11 +106,55 @@ pub async fn exec(args: ApplyArgs, global: &Global) -> anyhow::Result<ExitCode> 
             ),
         );
     }
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
+    Ok(if !ok {
         ExitCode::from(1)
+    } else if waiting {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
     })
+}
+
+/// One app's governed result as JSON (with a `summary` line) and whether it is good (waiting
+/// is good: nothing failed).
+pub fn describe_governed(app: &str, governed: &Governed) -> (Value, bool) {
+    match governed {
+        Governed::Ran { outcome, approval } => {
+            let (mut v, good) = describe(app, outcome);
+            if let Some(id) = approval {
+                v["approval"] = json!(id);
+            }
+            (v, good)
+        }
+        Governed::Waiting {
+            approval,
+            created,
+            rule,
+            why,
+        } => (
+            json!({"app": app, "outcome": "waiting", "approval": approval, "rule": rule,
+                "reason": why, "new": created,
+                "summary": format!("{app}: waiting for approval {approval} ({rule}): {why}; `opsctl approve {approval}` or `opsctl deny {approval}`")}),
+            true,
+        ),
+        Governed::Denied {
+            rule,
+            why,
+            approval,
+        } => (
+            json!({"app": app, "outcome": "denied", "rule": rule, "reason": why, "approval": approval,
+                "summary": format!("{app}: denied ({rule}): {why}")}),
+            false,
+        ),
+        Governed::Expired {
+            approval,
+            escalation,
+        } => (
+            json!({"app": app, "outcome": "expired", "approval": approval, "escalation": escalation,
+                "summary": format!("{app}: approval {approval} expired without a decision; escalated, nothing ran")}),
+            false,
+        ),
+    }
 }
 
 /// One app's result as JSON (with a `summary` line for text output) and whether it is good.

@@ -2,19 +2,23 @@
 //! (each turns its arguments into work and prints the result), and the one error renderer.
 //!
 //! Exit codes (DESIGN.md §8): 0 ok / in sync; 1 error or invalid input; 2 drift (`diff`);
-//! 3 waiting for approval (`apply`, once governance lands). Nothing outside this module prints.
+//! 3 waiting for approval (`apply`). Nothing outside this module prints.
 
 mod apply;
+mod approve;
 mod demo;
 mod diff;
 mod history;
 mod import;
 mod maintenance;
 mod output;
+mod pending;
+mod plan;
 mod records;
 mod run;
 mod signal;
 mod sim;
+mod status;
 mod target;
 mod validate;
 
@@ -85,7 +89,11 @@ pub enum Command {
     Validate(validate::ValidateArgs),
     /// Show drift between the manifests (desired) and Fly (observed). Exit 0 in sync, 2 drift.
     Diff(diff::DiffArgs),
-    /// One reconcile pass: roll out what drifted, check health, roll back on failure.
+    /// What a pass would do now: each action with its governance decision (auto, gated,
+    /// denied) and the rule, and the plan hash. Exit 0 nothing to do, 2 actions, 1 error.
+    Plan(plan::PlanArgs),
+    /// One reconcile pass: roll out what governance allows (auto or approved), check health,
+    /// roll back on failure; queue gated plans for approval. Exit 3 when something waits.
     Apply(apply::ApplyArgs),
     /// The long-running reconciler: reacts to commits in the manifests checkout.
     ///
@@ -93,6 +101,14 @@ pub enum Command {
     /// `--log-format json` for one JSON object per log line. Ctrl-C or SIGTERM stops after the
     /// current step; a second one exits at once (130 after Ctrl-C).
     Run(run::RunArgs),
+    /// Gated plans waiting for `opsctl approve` / `opsctl deny`, with their age.
+    Pending(pending::PendingArgs),
+    /// Approve a waiting plan (refused as stale when what Fly reports changed since).
+    Approve(approve::DecideArgs),
+    /// Deny a waiting plan: it is not carried out.
+    Deny(approve::DecideArgs),
+    /// Per app: governance phase and burn-in count, approvals waiting, last deploy.
+    Status(status::StatusArgs),
     /// Deploy records of an app (or all apps), newest first.
     History(history::HistoryArgs),
     /// The periodic read-only checks: run them once, or show what `opsctl run` last found.
@@ -165,7 +181,11 @@ pub fn command() -> clap::Command {
         let uses: &[&str] = match sub.get_name() {
             "validate" => &["manifests", "output"],
             "diff" => &["manifests", "fly", "output"],
-            "apply" | "run" | "maintenance" => &["manifests", "state", "fly", "output"],
+            "apply" | "run" | "plan" | "approve" | "maintenance" => {
+                &["manifests", "state", "fly", "output"]
+            }
+            "status" => &["manifests", "state", "output"],
+            "pending" | "deny" => &["state", "output"],
             "history" | "demo" | "records" => &["state", "output"],
             "import" | "sim" => &["output"],
             _ => return sub,
@@ -217,7 +237,12 @@ async fn dispatch(command: Command, global: &Global) -> anyhow::Result<ExitCode>
     match command {
         Command::Validate(a) => validate::exec(a, global),
         Command::Diff(a) => diff::exec(a, global).await,
+        Command::Plan(a) => plan::exec(a, global).await,
         Command::Apply(a) => apply::exec(a, global).await,
+        Command::Pending(a) => pending::exec(a, global),
+        Command::Approve(a) => approve::approve(a, global).await,
+        Command::Deny(a) => approve::deny(a, global),
+        Command::Status(a) => status::exec(a, global),
         Command::Run(a) => {
             // Before the reconciler's file watch, which would only say "No path was found."
             validate::check_dir(&global.manifests)?;

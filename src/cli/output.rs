@@ -145,6 +145,7 @@ fn code(e: &anyhow::Error) -> &'static str {
                 FlyErrorKind::Rejected => "fly.rejected",
                 FlyErrorKind::Unavailable => "fly.unavailable",
                 FlyErrorKind::Protocol => "fly.protocol",
+                FlyErrorKind::Denied => "fly.denied",
             };
         }
         if cause.downcast_ref::<StoreError>().is_some() {

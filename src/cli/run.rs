@@ -1,14 +1,29 @@
 //! `opsctl run`: the long-running reconciler; stops cleanly on SIGINT/SIGTERM (a second one
-//! exits at once, see `signal`).
+//! exits at once, see `signal`). Beside the reconciler it runs the incident pipeline, the
+//! maintenance scheduler and the HTTP listener (`--listen`): the approval endpoint when a token
+//! is configured (`OPSCTL_APPROVAL_TOKEN` or `--approval-token-file`).
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 use opsctl_crds::DurationStr;
 
+use super::output::coded;
 use super::{Global, target};
+use crate::http::{self, HttpState, approvals::ApprovalState};
+use crate::incident::{IncidentConfig, IncidentPipeline, LlmClassifier, LlmConfig};
+use crate::notify::{AlertRoutes, Notifier, NotifierConfig, handoff::Routed};
+use crate::runtime::deploy::Deployer;
 use crate::runtime::reconciler::Reconciler;
+use crate::secret::Secret;
+
+/// Default `--listen`: loopback only, port 9464.
+const DEFAULT_LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 9464);
 
 /// Arguments of `run`.
 #[derive(Debug, Args)]
@@ -19,6 +34,18 @@ pub struct RunArgs {
     /// Delay between health polls during a rollout.
     #[arg(long, default_value = "500ms")]
     pub poll: DurationStr,
+    /// While a plan waits for approval, look for a decision this often.
+    #[arg(long, default_value = "5s")]
+    pub approval_poll: DurationStr,
+    /// Address of the HTTP listener (approval endpoint) [default: 127.0.0.1:9464]. When given
+    /// and it cannot be bound, `run` fails; the default address in use only disables the
+    /// listener, with an error log line.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// File holding the approval endpoint's bearer token (else env OPSCTL_APPROVAL_TOKEN).
+    /// Without a token the approval endpoint is disabled.
+    #[arg(long)]
+    pub approval_token_file: Option<PathBuf>,
     /// How long after a deploy finishes its health is judged for the incident pipeline (the
     /// checks need their grace period; a deploy that leaves no healthy machine is an outage).
     #[arg(long, default_value = "30s")]
@@ -39,43 +66,102 @@ pub struct RunArgs {
     pub llm_usd_per_mtok_completion: f64,
 }
 
-pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
-    let target = target::connect(&global.fly).await?;
-    let (mut deployer, stop) = target::deployer(&target, global)?;
-    deployer.poll = args.poll.get().max(Duration::from_millis(50));
-    // The incident pipeline runs beside the reconciler with its own deployer (same client,
-    // store and clock) for rollbacks; `signals` is the channel other parts send into.
-    let (signals, incoming) = crate::incident::channel();
-    let mut incident_deployer = crate::runtime::deploy::Deployer::new(
+fn approval_token(args: &RunArgs) -> anyhow::Result<Option<Secret>> {
+    if let Some(path) = &args.approval_token_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the approval token file {}", path.display()))?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(coded(
+                "config",
+                format!("the approval token file {} is empty", path.display()),
+            ));
+        }
+        return Ok(Some(Secret::new(token)));
+    }
+    Ok(std::env::var("OPSCTL_APPROVAL_TOKEN")
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .map(Secret::new))
+}
+
+/// The optional LLM judgment step from `--llm-url` (checked: http(s), no credentials in it).
+fn llm_classifier(args: &RunArgs) -> anyhow::Result<Option<LlmClassifier>> {
+    let Some(url) = &args.llm_url else {
+        return Ok(None);
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|e| {
+        coded(
+            "config",
+            format!(
+                "--llm-url {url:?} is not a valid URL: {e} (expected e.g. http://127.0.0.1:8080)"
+            ),
+        )
+    })?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(coded(
+            "config",
+            "--llm-url has credentials in it; remove them (the key comes from OPSCTL_LLM_API_KEY)",
+        ));
+    }
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(coded(
+            "config",
+            format!("--llm-url {url:?}: expected an http(s) URL"),
+        ));
+    }
+    let api_key = std::env::var("OPSCTL_LLM_API_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+        .map(|k| Secret::new(k.trim()));
+    let classifier = LlmClassifier::new(LlmConfig {
+        base_url: url.trim_end_matches('/').to_owned(),
+        model: args.llm_model.clone(),
+        api_key,
+        timeout: Duration::from_secs(30),
+        usd_per_mtok_prompt: args.llm_usd_per_mtok_prompt,
+        usd_per_mtok_completion: args.llm_usd_per_mtok_completion,
+        max_tokens: 200,
+    })?;
+    tracing::info!(model = %args.llm_model, "incident judgment step enabled");
+    Ok(Some(classifier))
+}
+
+/// The incident pipeline, with its own deployer (same client, store and clock) for rollbacks,
+/// escalating and notifying through the AlertRoute manifests read at start.
+fn incident_pipeline(
+    args: &RunArgs,
+    global: &Global,
+    deployer: &Deployer,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<(IncidentPipeline, Notifier)> {
+    let mut incident_deployer = Deployer::new(
         deployer.client.clone(),
         deployer.store.clone(),
         deployer.clock.clone(),
-        stop.clone(),
+        stop,
     );
     incident_deployer.poll = deployer.poll;
-    let mut pipeline = crate::incident::IncidentPipeline::new(
-        incident_deployer,
-        crate::incident::IncidentConfig::default(),
-    );
+    let mut pipeline = IncidentPipeline::new(incident_deployer, IncidentConfig::default());
     pipeline.manifests = Some(global.manifests.clone());
-    // Escalations and notifications go where the AlertRoute manifests say (read at start).
     let routes = match opsctl_crds::load_dir(&global.manifests) {
-        Ok(set) => crate::notify::AlertRoutes::from_manifests(&set.alert_routes),
+        Ok(set) => AlertRoutes::from_manifests(&set.alert_routes),
         Err(e) => {
             tracing::warn!(
                 errors = e.diagnostics.len(),
                 "manifests invalid at start: no alert routes until the next start"
             );
-            crate::notify::AlertRoutes::default()
+            AlertRoutes::default()
         }
     };
-    let notifier = crate::notify::Notifier::start(
+    let notifier = Notifier::start(
         routes.clone(),
-        crate::notify::NotifierConfig::default(),
+        NotifierConfig::default(),
         Some(deployer.store.clone()),
         deployer.clock.clone(),
     );
-    let routed = std::sync::Arc::new(crate::notify::handoff::Routed {
+    let routed = Arc::new(Routed {
         routes,
         notifier: notifier.clone(),
         ops_prefix: "ops".to_owned(),
@@ -83,43 +169,64 @@ pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
     });
     pipeline.escalator = routed.clone();
     pipeline.notifier = routed;
-    if let Some(url) = &args.llm_url {
-        let parsed = reqwest::Url::parse(url).map_err(|e| {
-            super::output::coded(
-                "config",
-                format!("--llm-url {url:?} is not a valid URL: {e} (expected e.g. http://127.0.0.1:8080)"),
-            )
-        })?;
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err(super::output::coded(
-                "config",
-                "--llm-url has credentials in it; remove them (the key comes from OPSCTL_LLM_API_KEY)",
-            ));
-        }
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(super::output::coded(
-                "config",
-                format!("--llm-url {url:?}: expected an http(s) URL"),
-            ));
-        }
-        let url = url.trim_end_matches('/').to_owned();
-        let api_key = std::env::var("OPSCTL_LLM_API_KEY")
-            .ok()
-            .filter(|k| !k.trim().is_empty())
-            .map(|k| crate::secret::Secret::new(k.trim()));
-        pipeline.classifier = std::sync::Arc::new(crate::incident::LlmClassifier::new(
-            crate::incident::LlmConfig {
-                base_url: url,
-                model: args.llm_model.clone(),
-                api_key,
-                timeout: Duration::from_secs(30),
-                usd_per_mtok_prompt: args.llm_usd_per_mtok_prompt,
-                usd_per_mtok_completion: args.llm_usd_per_mtok_completion,
-                max_tokens: 200,
-            },
-        )?);
-        tracing::info!(model = %args.llm_model, "incident judgment step enabled");
+    if let Some(classifier) = llm_classifier(args)? {
+        pipeline.classifier = Arc::new(classifier);
     }
+    Ok((pipeline, notifier))
+}
+
+/// Bind and serve the HTTP listener (approval endpoint) until `stop`.
+async fn start_listener(
+    args: &RunArgs,
+    deployer: &Deployer,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let approvals = match approval_token(args)? {
+        Some(token) => Some(ApprovalState {
+            store: deployer.store.clone(),
+            token,
+            clock: deployer.clock.clone(),
+        }),
+        None => {
+            tracing::info!(
+                "approval endpoint disabled: no token (set OPSCTL_APPROVAL_TOKEN or --approval-token-file)"
+            );
+            None
+        }
+    };
+    let addr = args
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(DEFAULT_LISTEN));
+    let listener = match http::bind(addr).await {
+        Ok(l) => l,
+        Err(e) if args.listen.is_none() => {
+            tracing::error!(error = %e, %addr, "HTTP listener disabled: the default address cannot be bound; pass --listen ADDR");
+            return Ok(());
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("binding --listen {addr}")));
+        }
+    };
+    tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "HTTP listener started");
+    let router = http::router(HttpState { approvals });
+    tokio::spawn(async move {
+        if let Err(e) = http::serve(listener, router, stop).await {
+            tracing::error!(error = %e, "HTTP listener failed");
+        }
+    });
+    Ok(())
+}
+
+pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    // Configuration errors first, before anything starts.
+    approval_token(&args)?;
+    let target = target::connect(&global.fly).await?;
+    let (mut deployer, stop) = target::deployer(&target, global)?;
+    deployer.poll = args.poll.get().max(Duration::from_millis(50));
+    let (pipeline, notifier) = incident_pipeline(&args, global, &deployer, stop.clone())?;
+    start_listener(&args, &deployer, stop.clone()).await?;
+
+    let (signals, incoming) = crate::incident::channel();
     let incidents = tokio::spawn(pipeline.run(incoming, stop.clone()));
     let maintenance = crate::maintenance::start(
         target.client.clone(),
@@ -131,6 +238,7 @@ pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
         stop.clone(),
     );
     let mut reconciler = Reconciler::new(global.manifests.clone(), deployer, args.resync.get());
+    reconciler.approval_poll = args.approval_poll.get().max(Duration::from_millis(100));
     reconciler.incidents = Some(signals);
     reconciler.incident_settle = args.incident_settle.get();
     let reconciled = reconciler.run(stop).await;

@@ -165,10 +165,16 @@ pub fn deployer(
     );
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     super::signal::handle_stop_requests(stop_tx, global.log_format);
+    // The deploy pipeline acts as `deployer`; a refused call leaves an escalation record.
+    let clock: std::sync::Arc<dyn crate::runtime::clock::Clock> =
+        std::sync::Arc::new(crate::runtime::clock::SystemClock);
+    let guard = crate::fly::RoleGuard::default().with_hook(
+        crate::governance::approvals::denial_recorder(store.clone(), clock.clone()),
+    );
     let mut deployer = crate::runtime::deploy::Deployer::new(
-        target.client.clone(),
+        target.client.with_role(guard),
         store,
-        std::sync::Arc::new(crate::runtime::clock::SystemClock),
+        clock,
         stop.clone(),
     );
     deployer.manifests = Some(global.manifests.clone());

@@ -13,6 +13,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 use crate::fly::error::{FlyError, FlyErrorKind};
+use crate::fly::role::{self, RoleGuard};
 use crate::fly::transport::{Call, RetryPolicy, Transport, enc};
 use crate::fly::wire::{self, Lease, LeaseEnvelope, Machine, MachineRequest};
 use crate::secret::Secret;
@@ -53,6 +54,8 @@ pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct FlyClient {
     pub(crate) transport: Transport,
     pub(crate) endpoints: Endpoints,
+    /// The agent role every call is checked against ([`super::role`]).
+    pub(crate) guard: RoleGuard,
 }
 
 impl std::fmt::Debug for FlyClient {
@@ -60,6 +63,7 @@ impl std::fmt::Debug for FlyClient {
         f.debug_struct("FlyClient")
             .field("endpoints", &self.endpoints)
             .field("token", self.transport.token())
+            .field("role", &self.guard.role())
             .finish()
     }
 }
@@ -77,7 +81,23 @@ impl FlyClient {
         Ok(Self {
             transport: Transport::new(token)?,
             endpoints,
+            guard: RoleGuard::default(),
         })
+    }
+
+    /// The same client (sharing rate limits) acting under `guard`: every call is checked
+    /// against its role's allowlist before it is sent. A new client acts as `deployer` with
+    /// the ADR's allowlists.
+    pub fn with_role(&self, guard: RoleGuard) -> Self {
+        Self {
+            guard,
+            ..self.clone()
+        }
+    }
+
+    /// The role this client acts as.
+    pub fn role(&self) -> &RoleGuard {
+        &self.guard
     }
 
     /// The endpoints in use.
@@ -111,6 +131,11 @@ impl FlyClient {
     }
 
     async fn send<T: DeserializeOwned>(&self, call: Call<'_>) -> Result<T, FlyError> {
+        self.guard.check(
+            &call.method,
+            &call.path,
+            role::rest_needs(&call.method, &call.path),
+        )?;
         self.transport.send(&call).await
     }
 

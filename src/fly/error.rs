@@ -20,6 +20,9 @@ pub enum FlyErrorKind {
     Unavailable,
     /// Fly answered something we could not read.
     Protocol,
+    /// Refused before sending: the client's agent role may not make this call
+    /// ([`super::role`]). Never retried; a human changes the policy or the code.
+    Denied,
 }
 
 /// A failed Fly call. Carries method, path (no host, no query), status, Fly's `error` text

@@ -23,6 +23,11 @@ impl FlyClient {
             variables: variables.as_object().cloned().unwrap_or_default(),
             operation_name: None,
         };
+        self.guard.check(
+            &Method::POST,
+            "/graphql",
+            crate::fly::role::graphql_needs(query),
+        )?;
         let call = Call {
             method: Method::POST,
             url: self.endpoints.graphql.clone(),

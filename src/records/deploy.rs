@@ -28,6 +28,11 @@ pub struct DeployRecord {
     /// Fingerprint of the desired state deployed (`FlyApp::revision`); empty in old records.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub revision: String,
+    /// Fingerprint of the desired state other than the image
+    /// (`opsctl_controllers::governance::config_fingerprint`): governance compares it with the
+    /// next deploy's ("fly.toml unchanged", ADR §5). Empty in old records (unknown: changed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub config_revision: String,
     /// Image the machines ran before (the first touched machine's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_image: Option<String>,

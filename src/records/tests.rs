@@ -12,6 +12,7 @@ fn record(id: &str, app: &str, minute: u32, status: DeployStatus) -> DeployRecor
         commit: None,
         image: "img:new".into(),
         revision: String::new(),
+        config_revision: String::new(),
         previous_image: Some("img:old".into()),
         release: None,
         strategy: "rolling".into(),

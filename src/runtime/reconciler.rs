@@ -7,6 +7,10 @@
 //! reported; the reconciler keeps acting on the last valid set. A stop request (SIGINT/SIGTERM)
 //! ends the loop between steps: a running rollout stops before its next batch.
 //!
+//! Every deploy passes governance first ([`crate::governance::governed_deploy`]): a gated plan
+//! is queued as a pending approval, and while any app waits the reconciler passes again every
+//! `approval_poll` to notice `opsctl approve` (approvals are read from the records each pass).
+//!
 //! Not here yet: the work queue, adaptive polling, metrics and HA (issue #8).
 
 use std::path::PathBuf;
@@ -16,6 +20,7 @@ use opsctl_crds::{ManifestSet, load_dir, load_files};
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::governance::{Governed, governed_deploy};
 use crate::records::Trigger;
 use crate::runtime::deploy::{Deployer, Outcome};
 use crate::runtime::git;
@@ -35,6 +40,10 @@ pub struct Reconciler {
     pub incidents: Option<tokio::sync::mpsc::Sender<opsctl_controllers::signal::Signal>>,
     /// How long after a deploy its health is judged for the incident hand-off.
     pub incident_settle: Duration,
+    /// While some app waits for approval, pass again this often (default 5 s; each pass observes
+    /// Fly, so this is a few reads per app every 5 s while a human decides).
+    pub approval_poll: Duration,
+    waiting: bool,
     last_valid: Option<ManifestSet>,
     last_commit: Option<String>,
     /// The last pass failed; `retry_in` is the current backoff.
@@ -54,6 +63,8 @@ impl Reconciler {
             resync,
             incidents: None,
             incident_settle: Duration::from_secs(30),
+            approval_poll: Duration::from_secs(5),
+            waiting: false,
             last_valid: None,
             last_commit: None,
             failing: false,
@@ -93,7 +104,7 @@ impl Reconciler {
                     self.last_commit = head;
                     if self.last_commit.is_some() { "commit" } else { "change" }
                 }
-                _ = tokio::time::sleep_until(next) => if self.failing { "retry" } else { "resync" },
+                _ = tokio::time::sleep_until(next) => if self.failing { "retry" } else if self.waiting { "approval" } else { "resync" },
             };
             let ok = self.pass(trigger).await;
             next = self.after_pass(ok);
@@ -111,7 +122,11 @@ impl Reconciler {
         self.failing = !ok;
         let wait = if ok {
             self.retry_in = RETRY_FIRST;
-            self.resync
+            if self.waiting {
+                self.approval_poll.min(self.resync)
+            } else {
+                self.resync
+            }
         } else {
             let wait = self.retry_in.min(self.resync);
             self.retry_in = (self.retry_in * 2).min(self.resync);
@@ -138,6 +153,7 @@ impl Reconciler {
     /// should be retried soon.
     async fn pass(&mut self, trigger: &str) -> bool {
         let mut ok = true;
+        self.waiting = false;
         match self.load().await {
             Ok(set) => self.last_valid = Some(set),
             Err(e) => {
@@ -164,8 +180,29 @@ impl Reconciler {
             let incidents = self.incidents.clone();
             let settle = self.incident_settle;
             let commit = self.last_commit.clone();
+            let set = &set;
+            let waiting = &mut self.waiting;
             ok &= async move {
-                match deployer.deploy(app, Trigger::Reconcile, commit).await {
+                let outcome = match governed_deploy(deployer, set, app, Trigger::Reconcile, commit).await {
+                    Ok(Governed::Ran { outcome, .. }) => Ok(outcome),
+                    Ok(Governed::Waiting { approval, created, rule, .. }) => {
+                        *waiting = true;
+                        if !created {
+                            tracing::debug!(%approval, %rule, "still waiting for approval");
+                        }
+                        return true;
+                    }
+                    Ok(Governed::Denied { rule, why, .. }) => {
+                        tracing::warn!(%rule, "not deployed: {why}");
+                        return true;
+                    }
+                    Ok(Governed::Expired { approval, .. }) => {
+                        tracing::debug!(%approval, "approval expired; nothing runs until the plan changes");
+                        return true;
+                    }
+                    Err(e) => Err(e),
+                };
+                match outcome {
                     Ok(Outcome::NothingToDo(d)) if d.is_empty() => tracing::debug!("in sync"),
                     Ok(Outcome::NothingToDo(d)) => {
                         tracing::warn!(changes = d.changes.len(), "drift that is not applied automatically (scaling)")

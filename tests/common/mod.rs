@@ -168,7 +168,13 @@ impl Workspace {
         std::fs::create_dir_all(dir.path().join("manifests")).unwrap();
         let ws = Self { dir };
         ws.write_manifest(image);
+        std::fs::write(ws.manifests().join("governance.yaml"), AUTO_DEPLOYS).unwrap();
         ws
+    }
+
+    /// Remove the tests' auto-deploy policy: the ADR's default governance applies.
+    pub fn adr_governance(&self) {
+        std::fs::remove_file(self.manifests().join("governance.yaml")).unwrap();
     }
 
     pub fn manifests(&self) -> PathBuf {
@@ -208,6 +214,18 @@ impl Workspace {
 }
 
 /// The shipped manifest with another image and `failAfter: 2s` (tests stay quick).
+/// The tests' policy: deploys are automatic in every burn-in phase, so tests that deploy again
+/// and again are not gated by the ADR's first-10-deploys rule (issue #5). Migrations stay
+/// human whatever a policy says.
+pub const AUTO_DEPLOYS: &str = "\
+apiVersion: opsctl.dev/v1alpha1
+kind: GovernancePolicy
+metadata: {name: tests-auto-deploys}
+spec:
+  gates:
+    deploy: {phase1: auto, phase2: auto, phase3: auto}
+";
+
 pub fn manifest(image: &str) -> String {
     let shipped =
         std::fs::read_to_string(repo_root().join("manifests/lowendinsight.yaml")).unwrap();

@@ -184,6 +184,7 @@ fn deploy(id: &str, status: DeployStatus, at: chrono::DateTime<Utc>) -> DeployRe
         escalation: None,
         end_health: None,
         phase: None,
+        config_revision: String::new(),
         started_at: at,
         finished_at: Some(at + chrono::Duration::minutes(3)),
     }

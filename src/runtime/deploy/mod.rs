@@ -190,6 +190,7 @@ impl Deployer {
             commit,
             image: plan.image.clone(),
             revision: app.revision(),
+            config_revision: opsctl_controllers::governance::config_fingerprint(app),
             previous_image: plan.touches().next().map(|s| s.from_image.clone()),
             release: None,
             strategy: format!("{:?}", plan.strategy).to_lowercase(),
@@ -217,17 +218,18 @@ impl Deployer {
             started_at: self.clock.now(),
             finished_at: None,
         };
-        // Migrations are always human: an automatic pass stops before any stage writes a
-        // record or waits (unless this image's release command already succeeded).
+        // Migrations are always human: without an approved plan for this image (`opsctl
+        // approve`), a pass stops before any stage writes a record or waits (unless this
+        // image's release command already succeeded).
         if let Some(cmd) = app.spec.deploy.release_command.as_deref()
-            && trigger != Trigger::Apply
+            && !crate::governance::approvals::migration_approved(&self.store, &name, &plan.image)?
             && self
                 .release_command_done(&name, cmd, &plan.image)?
                 .is_none()
         {
             return Ok(Outcome::Blocked {
                 reason: format!(
-                    "release command `{cmd}` for {} needs a human: migrations are always gated and never run by an automatic pass; run `opsctl apply`",
+                    "release command `{cmd}` for {} needs a human: migrations are always gated; approve the plan (`opsctl pending`, `opsctl approve ID`)",
                     plan.image
                 ),
             });

@@ -31,7 +31,7 @@ use self::config::{release_config, release_region, split_command};
 use super::{Deployer, Outcome};
 use crate::fly::FlyErrorKind;
 use crate::fly::wire::MachineRequest;
-use crate::records::{DeployRecord, DeployStatus, MachineResult, StoreError, Trigger};
+use crate::records::{DeployRecord, DeployStatus, MachineResult, StoreError};
 
 /// The process group flyctl gives release-command machines (NOTES.md §2.3, reserved groups).
 pub const RELEASE_COMMAND_GROUP: &str = "fly_app_release_command";
@@ -108,10 +108,10 @@ impl Deployer {
             self.done(rec, "skipped")?;
             return Ok(None);
         }
-        if rec.trigger != Trigger::Apply {
+        if !crate::governance::approvals::migration_approved(&self.store, &rec.app, &rec.image)? {
             let reason = format!(
-                "release command `{cmd}` for {} needs a human: migrations are always gated and \
-                 never run by an automatic pass; run `opsctl apply`",
+                "release command `{cmd}` for {} needs a human: migrations are always gated; \
+                 approve the plan (`opsctl pending`, `opsctl approve ID`)",
                 rec.image
             );
             if !rec.steps.is_empty() {
@@ -190,7 +190,7 @@ impl Deployer {
     ///
     /// # Errors
     /// The record store failed.
-    pub(super) fn release_command_done(
+    pub fn release_command_done(
         &self,
         app: &str,
         cmd: &str,

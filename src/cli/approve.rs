@@ -1,0 +1,140 @@
+//! `opsctl approve ID` / `opsctl deny ID`: a human decides a gated plan.
+//!
+//! An approval binds to the plan it was shown: `approve` recomputes the app's plan from what
+//! Fly reports now and compares its hash with the one recorded. The same → approved (the
+//! running reconciler, or the next `opsctl apply`, carries it out). Different → refused as
+//! stale (exit 1, code `approval.stale`), the stale approval is closed, and the new plan is
+//! printed; the next pass queues it for approval. `deny` needs no check: refusing is always
+//! safe.
+//!
+//! Decisions go to the state directory's decision inbox (no writer lock needed, so this works
+//! while `opsctl run` runs; it picks the decision up on its next pass) and, when no other
+//! process writes the state directory, straight into the journal too.
+//!
+//! JSON: `{"kind":"approval","id":…,"app":…,"state":"approved"|"denied","plan_hash":…}`; a
+//! stale approval is an error object whose message includes the new plan.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Args;
+use serde_json::json;
+
+use super::output::{Format, coded, print_json, print_text};
+use super::plan::{planner, render};
+use super::{Global, target, validate};
+use crate::governance::approvals::{self, Approval};
+use crate::governance::plan::plan_app;
+use crate::records::{RecordStore, StoreError};
+use crate::runtime::clock::{Clock, SystemClock};
+
+/// Arguments of `approve` and `deny`.
+#[derive(Debug, Args)]
+pub struct DecideArgs {
+    /// The approval's id, as `opsctl pending` lists it (`approval-…`).
+    pub id: String,
+}
+
+fn waiting(store: &RecordStore, id: &str) -> anyhow::Result<Approval> {
+    let Some(a) = approvals::find(store, id)? else {
+        return Err(coded(
+            "approval.unknown",
+            format!("no approval {id:?} in the records; `opsctl pending` lists those waiting"),
+        ));
+    };
+    if a.data.state != "pending" {
+        return Err(coded(
+            "approval.decided",
+            format!(
+                "approval {id} is {}, not pending; nothing was changed",
+                a.data.state
+            ),
+        ));
+    }
+    Ok(a)
+}
+
+/// Record `state` for `a` by `who` in the inbox, then in the journal when the writer lock is
+/// free; return the approval as it now reads.
+fn decide(global: &Global, a: &Approval, state: &str) -> anyhow::Result<Approval> {
+    approvals::submit(&global.state, a, state, "cli", SystemClock.now())
+        .with_context(|| format!("recording the decision in {}", global.state.display()))?;
+    match RecordStore::open_write(&global.state) {
+        Ok(store) => approvals::ingest(&store, SystemClock.now())?,
+        Err(StoreError::Locked(_)) => {
+            tracing::info!(
+                "the state directory is in use (opsctl run?): it records the decision on its next pass"
+            )
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let store = RecordStore::open_read(&global.state);
+    Ok(approvals::find(&store, a.id())?.unwrap_or_else(|| a.clone()))
+}
+
+pub async fn approve(args: DecideArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    let store = RecordStore::open_read(&global.state);
+    let a = waiting(&store, &args.id)?;
+    let set = validate::load(global)?;
+    let Some(app) = set.apps.iter().find(|x| x.app_name() == a.app()) else {
+        decide(global, &a, "stale")?;
+        return Err(coded(
+            "approval.stale",
+            format!(
+                "approval {} is stale: no FlyApp {:?} in the manifests any more",
+                a.id(),
+                a.app()
+            ),
+        ));
+    };
+    let target = target::connect(&global.fly).await?;
+    let planner = planner(&target, global, false)?;
+    let plan = plan_app(&planner, &set, app, SystemClock.now()).await?;
+    if plan.plan_hash != a.data.plan_hash {
+        decide(global, &a, "stale")?;
+        return Err(coded(
+            "approval.stale",
+            format!(
+                "approval {} is stale: it was for plan {}, but the observed state changed and the plan is now {}; nothing was approved. The new plan (the next `opsctl apply` or `opsctl run` pass queues it for approval):\n{}",
+                a.id(),
+                a.data.plan_hash,
+                plan.plan_hash,
+                render(&plan, None).trim_end()
+            ),
+        ));
+    }
+    let a = decide(global, &a, "approved")?;
+    tracing::info!(approval = %a.id(), app = %a.app(), plan_hash = %a.data.plan_hash, "approved");
+    done(
+        global,
+        &a,
+        "approved this plan; the running reconciler or the next `opsctl apply` carries it out",
+    )
+}
+
+pub fn deny(args: DecideArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    let store = RecordStore::open_read(&global.state);
+    let a = waiting(&store, &args.id)?;
+    let a = decide(global, &a, "denied")?;
+    tracing::info!(approval = %a.id(), app = %a.app(), "denied");
+    done(
+        global,
+        &a,
+        "denied; it is not carried out, and stays denied until the manifests or Fly change",
+    )
+}
+
+fn done(global: &Global, a: &Approval, says: &str) -> anyhow::Result<ExitCode> {
+    if global.output == Format::Json {
+        print_json(&json!({"kind": "approval", "id": a.id(), "app": a.app(),
+            "state": a.data.state, "plan_hash": a.data.plan_hash}))?;
+    } else {
+        print_text(&format!(
+            "{} ({}, plan {}): {says}\n",
+            a.id(),
+            a.app(),
+            a.data.plan_hash
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
