@@ -12,7 +12,6 @@
 //! 10,000 apps ≤ 10 s CPU, ≤ 1 GB RSS. Prints one JSON line; numbers go to
 //! docs/performance.md. Exits 1 when a target is missed. Linux only (reads /proc).
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -136,14 +135,13 @@ fn main() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start the simulator");
-    let mut first = String::new();
-    BufReader::new(sim.stdout.take().expect("stdout"))
-        .read_line(&mut first)
-        .expect("simulator address");
-    let url = serde_json::from_str::<serde_json::Value>(&first).expect("sim json")["url"]
-        .as_str()
-        .expect("url")
-        .to_owned();
+    // `-o json` prints one (pretty-printed) JSON object with the simulator's URL.
+    let first = serde_json::Deserializer::from_reader(sim.stdout.take().expect("stdout"))
+        .into_iter::<serde_json::Value>()
+        .next()
+        .expect("simulator address")
+        .expect("sim json");
+    let url = first["url"].as_str().expect("url").to_owned();
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

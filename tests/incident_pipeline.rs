@@ -581,6 +581,64 @@ fn exits_scenario() -> Scenario {
     Scenario::from_yaml(&text).unwrap()
 }
 
+/// A policy under which the responder may restart machines, without asking (the ADR's default
+/// allows no restart: case BUG-20, "restart if restart is allowlisted").
+const RESTART_POLICY: &str = "apiVersion: opsctl.dev/v1alpha1
+kind: GovernancePolicy
+metadata: {name: restarts}
+spec:
+  gates:
+    restart: {phase1: auto, phase2: auto, phase3: auto}
+  roles:
+    responder: {allow: [status, logs, releases, rollback, scale-show, scale-count, scale-vm, certs, postgres-read-only, volumes-list, health-get, machine-restart]}
+";
+
+fn allow_restarts(e: &mut Env) {
+    let text = common::manifest(OLD) + "---\n" + RESTART_POLICY;
+    e.pipeline.set = opsctl_crds::load_str("lowendinsight.yaml".as_ref(), &text).unwrap();
+}
+
+/// Under the ADR's default policy a restart is not the responder's to make: governance refuses
+/// it before any Fly call, the incident is escalated with the rule, and nothing is restarted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_outside_the_policy_is_escalated_not_made() {
+    let mut e = env(exits_scenario(), OLD, "rolling").await;
+    e.client
+        .machine_action(APP, M1, opsctl::fly::MachineAction::Restart, None)
+        .await
+        .unwrap();
+    wait_stopped(&e.client, M1).await;
+    e.sim.state().reset_request_counts();
+    let s = signal(
+        SignalKind::MachineDown,
+        "exit:0",
+        Some(M1),
+        "m1 stopped (exit code 0)",
+    );
+    let h = e.pipeline.handle(s).await.unwrap();
+    let Handled::Answered {
+        actions, resolved, ..
+    } = &h
+    else {
+        panic!("{h:?}")
+    };
+    let restart = actions
+        .iter()
+        .find(|a| a.action == "restart_machine")
+        .unwrap();
+    assert!(!restart.ok, "{restart:?}");
+    assert!(
+        restart
+            .detail
+            .contains("by governance (role.responder.not-allowed)"),
+        "{}",
+        restart.detail
+    );
+    assert!(!resolved);
+    assert_eq!(mutations(&e.sim), 0, "nothing restarted");
+    assert_eq!(e.seen.escalations.lock().unwrap().len(), 1);
+}
+
 async fn wait_stopped(client: &FlyClient, m: &str) {
     for _ in 0..100 {
         if client.get_machine(APP, m).await.unwrap().state == "stopped" {
@@ -598,6 +656,7 @@ async fn wait_stopped(client: &FlyClient, m: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_left_stopped_is_a_failed_response_and_never_investigated_recursively() {
     let mut e = env(exits_scenario(), OLD, "rolling").await;
+    allow_restarts(&mut e);
     // Kick m1 once so its process runs the exiting image, then let it stop by itself.
     e.client
         .machine_action(APP, M1, opsctl::fly::MachineAction::Restart, None)

@@ -136,8 +136,29 @@ fn incident_pipeline(
     deployer: &Deployer,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<(IncidentPipeline, Notifier)> {
+    let set = match opsctl_crds::load_dir(&global.manifests) {
+        Ok(set) => set,
+        Err(e) => {
+            tracing::warn!(
+                errors = e.diagnostics.len(),
+                "manifests invalid at start: no alert routes and the default policy's allowlists for incident responses until the next start"
+            );
+            opsctl_crds::ManifestSet::default()
+        }
+    };
+    // Incident responses act as `responder` (ADR §4): the Fly client refuses anything outside
+    // that role's allowlist (e.g. restarts, unless the policy allows them), with a record.
+    let (policy, _) = opsctl_controllers::governance::policy_for(&set.policies, "");
+    let guard = crate::fly::RoleGuard::new(
+        opsctl_controllers::governance::Role::Responder,
+        policy.roles,
+    )
+    .with_hook(crate::governance::approvals::denial_recorder(
+        deployer.store.clone(),
+        deployer.clock.clone(),
+    ));
     let mut incident_deployer = Deployer::new(
-        deployer.client.clone(),
+        deployer.client.with_role(guard),
         deployer.store.clone(),
         deployer.clock.clone(),
         stop,
@@ -145,16 +166,7 @@ fn incident_pipeline(
     incident_deployer.poll = deployer.poll;
     let mut pipeline = IncidentPipeline::new(incident_deployer, IncidentConfig::default());
     pipeline.manifests = Some(global.manifests.clone());
-    let routes = match opsctl_crds::load_dir(&global.manifests) {
-        Ok(set) => AlertRoutes::from_manifests(&set.alert_routes),
-        Err(e) => {
-            tracing::warn!(
-                errors = e.diagnostics.len(),
-                "manifests invalid at start: no alert routes until the next start"
-            );
-            AlertRoutes::default()
-        }
-    };
+    let routes = AlertRoutes::from_manifests(&set.alert_routes);
     let notifier = Notifier::start(
         routes.clone(),
         NotifierConfig::default(),

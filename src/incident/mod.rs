@@ -515,6 +515,28 @@ impl IncidentPipeline {
                 results.push(ActionResult::skipped(action, self.deployer.clock.now()));
                 continue;
             }
+            // Every action passes governance first (ADR §4–5): a gated or denied response is
+            // not run; it fails, so the incident is escalated to a human with the rule.
+            if let Some(decision) = self.govern(action, verdict, app, deploy)
+                && decision.verdict != opsctl_controllers::governance::Verdict::Auto
+            {
+                let result = ActionResult::new(
+                    action,
+                    self.deployer.clock.now(),
+                    false,
+                    format!(
+                        "{} by governance ({}): {}; a human decides",
+                        decision.verdict.as_str(),
+                        decision.rule,
+                        decision.why
+                    ),
+                );
+                tracing::warn!(incident = %rec.id, action = action.kind(), rule = %decision.rule, "{}", result.detail);
+                records::result(rec, &result);
+                self.deployer.store.append_record(rec)?;
+                results.push(result);
+                continue;
+            }
             records::intend(rec, action, self.deployer.clock.now());
             self.deployer.store.append_record(rec)?;
             let result = respond::run(self, action, app, diagnosis, deploy, verdict).await;
@@ -524,6 +546,47 @@ impl IncidentPipeline {
             results.push(result);
         }
         Ok(results)
+    }
+
+    /// Governance's decision on a response that changes something (rollback, restart,
+    /// scale), acting as the `responder` role under the app's policy and burn-in; `None` for
+    /// diagnosis and escalation, which change nothing. A store that cannot be read counts as
+    /// no burn-in (phase 1: the most careful).
+    fn govern(
+        &self,
+        action: &Action,
+        verdict: &Verdict,
+        app: &str,
+        deploy: Option<&crate::records::DeployRecord>,
+    ) -> Option<opsctl_controllers::governance::Decision> {
+        use opsctl_controllers::governance::{self as gov, ActionKind};
+        let kind = match action {
+            Action::Rollback { .. } => ActionKind::Rollback,
+            Action::RestartMachine { .. } => ActionKind::Restart,
+            Action::RequestScale => ActionKind::Scale,
+            Action::Diagnose | Action::Escalate { .. } => return None,
+        };
+        let (policy, _) = gov::policy_for(&self.set.policies, app);
+        let burn_in =
+            crate::governance::plan::app_burn_in(&self.deployer.store, app, &policy.burn_in)
+                .map_or(gov::BurnIn { count: 0, phase: 1 }, |(b, _)| b);
+        let ctx = gov::Context {
+            known_runbook: verdict.rule.is_some(),
+            outage: verdict.class == Classification::Outage,
+            health_failure: deploy.is_some_and(|d| d.failed_health),
+            ..gov::Context::default()
+        };
+        let detail = format!("incident response: {} ({})", action.kind(), verdict.reason);
+        // API calls only: a few cents at most, well under every cap.
+        let act = gov::Action::new(kind, app, detail, 0.0);
+        Some(gov::decide(
+            &act,
+            gov::Role::Responder,
+            &policy,
+            burn_in,
+            ctx,
+            self.deployer.clock.now(),
+        ))
     }
 
     /// Close or hand over: outage and degradation get a postmortem; anything that failed,

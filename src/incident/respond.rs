@@ -14,7 +14,7 @@ use super::IncidentPipeline;
 use super::diagnose::Diagnosis;
 use crate::fly::observe::{machine as observe_machine, observe_app};
 use crate::fly::{FlyClient, MachineAction};
-use crate::records::{DeployRecord, DeployStatus, Record, RecordKind, RecordStatus};
+use crate::records::{DeployRecord, DeployStatus};
 
 /// One action of a response and how it went (kept in the incident's `data.actions`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -36,7 +36,12 @@ pub struct ActionResult {
 }
 
 impl ActionResult {
-    fn new(action: &Action, at: DateTime<Utc>, ok: bool, detail: impl Into<String>) -> Self {
+    pub(super) fn new(
+        action: &Action,
+        at: DateTime<Utc>,
+        ok: bool,
+        detail: impl Into<String>,
+    ) -> Self {
         Self {
             action: action.kind().to_owned(),
             reason: match action {
@@ -154,26 +159,15 @@ pub(super) async fn run(
                 ActionResult::new(action, now(), false, problems.join("; "))
             }
         }
-        Action::RequestScale => {
-            // Scaling is always gated (DESIGN.md §6): a request for a human, never an action.
-            let mut rec = Record::new(
-                RecordKind::Approval,
-                format!("Scale {app}? ({})", verdict.reason),
-                now(),
-            );
-            rec.app = Some(app.to_owned());
-            rec.status = RecordStatus::Blocked;
-            rec.labels = vec!["ops".into(), format!("app:{app}"), "scale".into()];
-            rec.data = serde_json::json!({"action": "scale", "reason": verdict.reason});
-            match p.deployer.store.append_record(&rec) {
-                Ok(()) => ActionResult::ok(
-                    action,
-                    now(),
-                    format!("scaling is gated: approval {} requested", rec.id),
-                ),
-                Err(e) => ActionResult::new(action, now(), false, e.to_string()),
-            }
-        }
+        Action::RequestScale => ActionResult::new(
+            action,
+            now(),
+            false,
+            format!(
+                "scaling {app} is for a human ({}): opsctl does not change machine counts from an incident",
+                verdict.reason
+            ),
+        ),
         Action::Escalate { .. } => ActionResult::ok(action, now(), "escalated at close"),
     }
 }
