@@ -24,6 +24,7 @@ pub mod governance;
 pub mod http;
 pub mod incident;
 pub mod maintenance;
+pub mod metrics;
 pub mod notify;
 pub mod precheck;
 pub mod probes;

@@ -220,7 +220,10 @@ async fn start_listener(
         }
     };
     tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "HTTP listener started");
-    let router = http::router(HttpState { approvals });
+    let router = http::router(HttpState {
+        approvals,
+        state_dir: Some(deployer.store.dir().to_path_buf()),
+    });
     tokio::spawn(async move {
         if let Err(e) = http::serve(listener, router, stop).await {
             tracing::error!(error = %e, "HTTP listener failed");

@@ -159,12 +159,14 @@ impl Transport {
             req = req.json(body);
         }
         let resp = req.send().await.map_err(|e| {
+            crate::metrics::global().fly_request(call.action, None);
             local(
                 FlyErrorKind::Unavailable,
                 format!("could not reach Fly at {}", without_url(&e)),
             )
         })?;
         let status = resp.status();
+        crate::metrics::global().fly_request(call.action, Some(status.as_u16()));
         let header = |name: &str| {
             resp.headers()
                 .get(name)

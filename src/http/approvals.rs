@@ -308,7 +308,10 @@ mod tests {
 
     #[tokio::test]
     async fn without_a_token_the_endpoint_does_not_exist() {
-        let router = crate::http::router(crate::http::HttpState { approvals: None });
+        let router = crate::http::router(crate::http::HttpState {
+            approvals: None,
+            state_dir: None,
+        });
         let req = post("/approvals/x/approve", Some("Bearer x"), "{}");
         assert_eq!(
             router.oneshot(req).await.unwrap().status(),

@@ -2,14 +2,20 @@
 //! [`Router`] that parts of opsctl add their routes to ([`router`]); serving it is separate
 //! ([`serve`]), so handlers are tested with `oneshot` and no socket.
 //!
-//! Routes so far: the approval endpoint ([`approvals`]), present only when an approval token
-//! is configured.
+//! Routes: `/metrics` (Prometheus/OpenMetrics text, [`crate::metrics`]), `/healthz` (200 while
+//! the process serves), `/readyz` (200 once a valid manifest set is loaded and the last
+//! reconcile pass reached Fly, else 503 saying what is missing), and the approval endpoint
+//! ([`approvals`]), present only when an approval token is configured.
 
 pub mod approvals;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
 use tokio::sync::watch;
 
 /// Everything the routes need.
@@ -17,11 +23,48 @@ use tokio::sync::watch;
 pub struct HttpState {
     /// The approval endpoint's state; `None`: no token configured, endpoint disabled.
     pub approvals: Option<approvals::ApprovalState>,
+    /// State directory: `/metrics` reads open incidents and maintenance results from it.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// The router with every route enabled by `state`.
 pub fn router(state: HttpState) -> Router {
-    let mut router = Router::new();
+    let state_dir = state.state_dir.clone();
+    let mut router = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let dir = state_dir.clone();
+                async move {
+                    let text = tokio::task::spawn_blocking(move || {
+                        crate::metrics::global().render(dir.as_deref())
+                    })
+                    .await
+                    .unwrap_or_default();
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        text,
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(|| async {
+                match crate::metrics::global().ready() {
+                    Ok(()) => (StatusCode::OK, "ready\n".to_owned()).into_response(),
+                    Err(why) => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("not ready: {why}\n"),
+                    )
+                        .into_response(),
+                }
+            }),
+        );
     if let Some(a) = state.approvals {
         router = router.merge(approvals::router(a));
     }

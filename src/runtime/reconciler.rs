@@ -171,6 +171,8 @@ impl Reconciler {
             tracing::warn!("no valid manifest set yet; nothing to reconcile");
             return true;
         };
+        let metrics = crate::metrics::global();
+        metrics.set_manifests_loaded();
         for app in &set.apps {
             if *self.deployer.stop.borrow() {
                 return ok;
@@ -182,7 +184,9 @@ impl Reconciler {
             let commit = self.last_commit.clone();
             let set = &set;
             let waiting = &mut self.waiting;
-            ok &= async move {
+            let started = std::time::Instant::now();
+            let name = app.app_name();
+            let app_ok = async move {
                 let outcome = match governed_deploy(deployer, set, app, Trigger::Reconcile, commit).await {
                     Ok(Governed::Ran { outcome, .. }) => Ok(outcome),
                     Ok(Governed::Waiting { approval, created, rule, .. }) => {
@@ -190,40 +194,58 @@ impl Reconciler {
                         if !created {
                             tracing::debug!(%approval, %rule, "still waiting for approval");
                         }
-                        return true;
+                        metrics.set_drift(name, true);
+                        return (true, "waiting");
                     }
                     Ok(Governed::Denied { rule, why, .. }) => {
                         tracing::warn!(%rule, "not deployed: {why}");
-                        return true;
+                        metrics.set_drift(name, true);
+                        return (true, "denied");
                     }
                     Ok(Governed::Expired { approval, .. }) => {
                         tracing::debug!(%approval, "approval expired; nothing runs until the plan changes");
-                        return true;
+                        metrics.set_drift(name, true);
+                        return (true, "waiting");
                     }
                     Err(e) => Err(e),
                 };
                 match outcome {
-                    Ok(Outcome::NothingToDo(d)) if d.is_empty() => tracing::debug!("in sync"),
-                    Ok(Outcome::NothingToDo(d)) => {
-                        tracing::warn!(changes = d.changes.len(), "drift that is not applied automatically (scaling)")
+                    Ok(Outcome::NothingToDo(d)) if d.is_empty() => {
+                        tracing::debug!("in sync");
+                        metrics.set_drift(name, false);
+                        (true, "ok")
                     }
-                    Ok(Outcome::Blocked { reason }) => tracing::warn!("{reason}"),
+                    Ok(Outcome::NothingToDo(d)) => {
+                        tracing::warn!(changes = d.changes.len(), "drift that is not applied automatically (scaling)");
+                        metrics.set_drift(name, true);
+                        (true, "ok")
+                    }
+                    Ok(Outcome::Blocked { reason }) => {
+                        tracing::warn!("{reason}");
+                        metrics.set_drift(name, true);
+                        (true, "blocked")
+                    }
                     Ok(Outcome::Deployed(rec)) => {
                         tracing::info!(record = %rec.id, status = rec.status.as_str(), "deploy recorded");
+                        metrics.deployed(name, rec.status.as_str());
+                        metrics.set_drift(name, rec.status != crate::records::DeployStatus::Succeeded);
                         if let Some(tx) = incidents {
                             crate::incident::hand_off(deployer.client.clone(), deployer.clock.clone(), *rec, tx, settle);
                         }
+                        (true, "ok")
                     }
                     Err(e) => {
                         tracing::error!(error = %e, cause = %error_chain(&e), "reconcile failed; retrying soon");
-                        return false;
+                        (false, "error")
                     }
                 }
-                true
             }
             .instrument(span)
             .await;
+            metrics.reconciled("deploy", app_ok.1, started.elapsed().as_secs_f64());
+            ok &= app_ok.0;
         }
+        metrics.set_fly_reachable(ok);
         ok
     }
 }

@@ -1,0 +1,351 @@
+//! Prometheus metrics of `opsctl run`, served as `/metrics` on its listener (issue #8), and the
+//! readiness `/readyz` reports. Names follow controller-runtime and Argo CD:
+//!
+//! | metric | type | labels | what |
+//! |---|---|---|---|
+//! | `opsctl_reconcile_total` | counter | `controller`, `result` | reconciles of one app (`result`: `ok`, `error`, `waiting`, `blocked`, `denied`) |
+//! | `opsctl_reconcile_duration_seconds` | histogram | `controller` | time of one app's reconcile, deploys included |
+//! | `opsctl_fly_api_requests_total` | counter | `op`, `code` | Fly API requests by rate-limit action and HTTP status (`error`: no answer) |
+//! | `opsctl_drift` | gauge | `app` | 1 while the app drifts from its manifest, else 0 |
+//! | `opsctl_deploys_total` | counter | `app`, `result` | finished deploys by status |
+//! | `opsctl_incidents_open` | gauge | | open incidents (read from the record store at scrape time) |
+//! | `opsctl_check_status` | gauge | `check`, `app` | last maintenance result: 0 ok, 1 alert, −1 unknown (from the scheduler's status file at scrape time) |
+//! | `opsctl_check_last_run_timestamp_seconds` | gauge | `check`, `app` | when that result was judged (Unix seconds, UTC) |
+//!
+//! Not yet: `opsctl_workqueue_depth` (the reconciler does not run on the work queue of
+//! `runtime::queue` yet).
+//!
+//! One process-wide registry ([`global`]): the Fly transport, the reconciler and the listener
+//! of one process share it, and tests that look at metrics scrape a real `opsctl run`.
+//! Output is OpenMetrics text (`application/openmetrics-text; version=1.0.0`), which
+//! Prometheus reads.
+
+use std::path::Path;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::records::{RecordKind, RecordStatus, RecordStore};
+
+/// Labels of `opsctl_reconcile_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    /// `deploy` (the reconciler of FlyApps).
+    pub controller: String,
+    /// `ok`, `error`, `waiting`, `blocked`, `denied`.
+    pub result: String,
+}
+
+/// Labels of `opsctl_reconcile_duration_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ControllerLabels {
+    /// Controller name.
+    pub controller: String,
+}
+
+/// Labels of `opsctl_fly_api_requests_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FlyLabels {
+    /// The call's rate-limit action (`list`, `get`, `update`, `lease`, `wait`, `graphql`, …).
+    pub op: String,
+    /// HTTP status, or `error` when no answer came.
+    pub code: String,
+}
+
+/// Labels with an app.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppLabels {
+    /// Fly app.
+    pub app: String,
+}
+
+/// Labels of `opsctl_deploys_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeployLabels {
+    /// Fly app.
+    pub app: String,
+    /// Deploy status (`succeeded`, `rolled_back`, …).
+    pub result: String,
+}
+
+/// The process's metrics and readiness.
+pub struct Metrics {
+    /// `opsctl_reconcile_total`.
+    pub reconcile: Family<ReconcileLabels, Counter>,
+    /// `opsctl_reconcile_duration_seconds`.
+    pub reconcile_duration: Family<ControllerLabels, Histogram>,
+    /// `opsctl_fly_api_requests_total`.
+    pub fly_requests: Family<FlyLabels, Counter>,
+    /// `opsctl_drift`.
+    pub drift: Family<AppLabels, Gauge>,
+    /// `opsctl_deploys_total`.
+    pub deploys: Family<DeployLabels, Counter>,
+    registry: Registry,
+    manifests_loaded: AtomicBool,
+    fly_reachable: AtomicBool,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every family registered and nothing counted.
+    pub fn new() -> Self {
+        let reconcile = Family::<ReconcileLabels, Counter>::default();
+        let reconcile_duration =
+            Family::<ControllerLabels, Histogram>::new_with_constructor(|| {
+                // 10 ms to about 5.5 min: a pass without changes up to a slow rollout.
+                Histogram::new(exponential_buckets(0.01, 2.0, 16))
+            });
+        let fly_requests = Family::<FlyLabels, Counter>::default();
+        let drift = Family::<AppLabels, Gauge>::default();
+        let deploys = Family::<DeployLabels, Counter>::default();
+        let mut registry = Registry::default();
+        registry.register(
+            "opsctl_reconcile",
+            "Reconciles of one app, by controller and result",
+            reconcile.clone(),
+        );
+        registry.register(
+            "opsctl_reconcile_duration_seconds",
+            "Time of one app's reconcile, deploys included",
+            reconcile_duration.clone(),
+        );
+        registry.register(
+            "opsctl_fly_api_requests",
+            "Fly API requests by rate-limit action and HTTP status",
+            fly_requests.clone(),
+        );
+        registry.register(
+            "opsctl_drift",
+            "1 while the app drifts from its manifest",
+            drift.clone(),
+        );
+        registry.register(
+            "opsctl_deploys",
+            "Finished deploys by app and status",
+            deploys.clone(),
+        );
+        Self {
+            reconcile,
+            reconcile_duration,
+            fly_requests,
+            drift,
+            deploys,
+            registry,
+            manifests_loaded: AtomicBool::new(false),
+            fly_reachable: AtomicBool::new(false),
+        }
+    }
+
+    /// Count one reconcile of `controller` with `result`, which took `seconds`.
+    pub fn reconciled(&self, controller: &str, result: &str, seconds: f64) {
+        self.reconcile
+            .get_or_create(&ReconcileLabels {
+                controller: controller.into(),
+                result: result.into(),
+            })
+            .inc();
+        self.reconcile_duration
+            .get_or_create(&ControllerLabels {
+                controller: controller.into(),
+            })
+            .observe(seconds);
+    }
+
+    /// Count one Fly API request of rate-limit action `op` answered with `code` (None: no
+    /// answer).
+    pub fn fly_request(&self, op: &str, code: Option<u16>) {
+        self.fly_requests
+            .get_or_create(&FlyLabels {
+                op: op.into(),
+                code: code.map_or_else(|| "error".to_owned(), |c| c.to_string()),
+            })
+            .inc();
+    }
+
+    /// Set whether `app` drifts.
+    pub fn set_drift(&self, app: &str, drifts: bool) {
+        self.drift
+            .get_or_create(&AppLabels { app: app.into() })
+            .set(i64::from(drifts));
+    }
+
+    /// Count a finished deploy of `app` with status `result`.
+    pub fn deployed(&self, app: &str, result: &str) {
+        self.deploys
+            .get_or_create(&DeployLabels {
+                app: app.into(),
+                result: result.into(),
+            })
+            .inc();
+    }
+
+    /// A valid manifest set has been loaded (readiness).
+    pub fn set_manifests_loaded(&self) {
+        self.manifests_loaded.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the last reconcile pass could observe Fly (readiness).
+    pub fn set_fly_reachable(&self, reachable: bool) {
+        self.fly_reachable.store(reachable, Ordering::Relaxed);
+    }
+
+    /// Ready: manifests loaded and Fly reachable. `Err` says what is missing.
+    ///
+    /// # Errors
+    /// The reasons it is not ready, for the `/readyz` body.
+    pub fn ready(&self) -> Result<(), String> {
+        let mut missing = Vec::new();
+        if !self.manifests_loaded.load(Ordering::Relaxed) {
+            missing.push("no valid manifest set loaded yet");
+        }
+        if !self.fly_reachable.load(Ordering::Relaxed) {
+            missing.push("Fly not reached by the last reconcile pass");
+        }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(missing.join("; "))
+        }
+    }
+
+    /// The metrics as OpenMetrics text, plus the gauges read at scrape time from `state`
+    /// (open incidents from the record store, maintenance results from the scheduler's
+    /// status file), when given.
+    pub fn render(&self, state: Option<&Path>) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode_registry(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        if let Some(dir) = state {
+            out.push_str(&scraped(dir));
+        }
+        out.push_str("# EOF\n");
+        out
+    }
+}
+
+/// Gauges computed at scrape time from the state directory.
+fn scraped(dir: &Path) -> String {
+    let mut out = String::new();
+    let store = RecordStore::open_read(dir);
+    let open = store
+        .records(|r| r.kind == RecordKind::Incident && r.status != RecordStatus::Closed)
+        .map(|r| r.len())
+        .unwrap_or(0);
+    out.push_str(
+        "# HELP opsctl_incidents_open Open incidents.\n# TYPE opsctl_incidents_open gauge\n",
+    );
+    out.push_str(&format!("opsctl_incidents_open {open}\n"));
+    if let Ok(Some(status)) = crate::maintenance::MaintenanceStatus::load(dir) {
+        use opsctl_controllers::maintenance::Status;
+        let mut lines = String::new();
+        let mut times = String::new();
+        for c in &status.checks {
+            let check = serde_json::to_value(c.check)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            for r in &c.results {
+                let v = match r.status {
+                    Status::Ok => 0,
+                    Status::Alert => 1,
+                    Status::Unknown => -1,
+                };
+                let labels = format!(
+                    "{{check=\"{}\",app=\"{}\"}}",
+                    escape(&check),
+                    escape(&r.app)
+                );
+                lines.push_str(&format!("opsctl_check_status{labels} {v}\n"));
+                times.push_str(&format!(
+                    "opsctl_check_last_run_timestamp_seconds{labels} {}\n",
+                    r.at.timestamp()
+                ));
+            }
+        }
+        out.push_str("# HELP opsctl_check_status Last maintenance result: 0 ok, 1 alert, -1 unknown.\n# TYPE opsctl_check_status gauge\n");
+        out.push_str(&lines);
+        out.push_str("# HELP opsctl_check_last_run_timestamp_seconds When the last maintenance result was judged.\n# TYPE opsctl_check_last_run_timestamp_seconds gauge\n# UNIT opsctl_check_last_run_timestamp_seconds seconds\n");
+        out.push_str(&times);
+    }
+    out
+}
+
+/// A label value with `\`, `"` and newlines escaped (OpenMetrics text format).
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The process-wide metrics.
+pub fn global() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(Metrics::new)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_render_with_their_names_and_labels() {
+        let m = Metrics::new();
+        m.reconciled("deploy", "ok", 0.2);
+        m.fly_request("list", Some(200));
+        m.fly_request("update", None);
+        m.set_drift("lei", true);
+        m.deployed("lei", "rolled_back");
+        let text = m.render(None);
+        for line in [
+            "opsctl_reconcile_total{controller=\"deploy\",result=\"ok\"} 1",
+            "opsctl_reconcile_duration_seconds_count{controller=\"deploy\"} 1",
+            "opsctl_fly_api_requests_total{op=\"list\",code=\"200\"} 1",
+            "opsctl_fly_api_requests_total{op=\"update\",code=\"error\"} 1",
+            "opsctl_drift{app=\"lei\"} 1",
+            "opsctl_deploys_total{app=\"lei\",result=\"rolled_back\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+        assert_eq!(text.matches("# EOF").count(), 1);
+    }
+
+    #[test]
+    fn ready_only_with_manifests_and_fly() {
+        let m = Metrics::new();
+        assert!(m.ready().unwrap_err().contains("manifest"));
+        m.set_manifests_loaded();
+        assert!(m.ready().unwrap_err().contains("Fly"));
+        m.set_fly_reachable(true);
+        assert_eq!(m.ready(), Ok(()));
+        m.set_fly_reachable(false);
+        assert!(m.ready().is_err());
+    }
+
+    #[test]
+    fn open_incidents_are_counted_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = RecordStore::open_write(dir.path()).unwrap();
+        let now = chrono::Utc::now();
+        let open = crate::records::Record::new(RecordKind::Incident, "down", now);
+        let mut closed = crate::records::Record::new(RecordKind::Incident, "was down", now);
+        closed.close("resolved", now);
+        store.append_record(&open).unwrap();
+        store.append_record(&closed).unwrap();
+        let text = Metrics::new().render(Some(dir.path()));
+        assert!(text.contains("opsctl_incidents_open 1\n"), "{text}");
+        assert!(text.ends_with("# EOF\n"));
+    }
+}
