@@ -4,7 +4,10 @@
 //! `run-once` runs the checks once against `--fly` and prints each result; it reads the record
 //! store (for the cost average) but writes nothing, so it can run beside `opsctl run`. Exit 0
 //! when nothing is wrong (unknown results included: they are printed, not failures), 2 when a
-//! check raised an alert, 1 on error.
+//! check raised an alert, 1 on error. Fly is read through a client acting as the `monitor`
+//! role. The certificate check (`--check cert-expiry`) checks every `CertWindow` hostname
+//! (nothing is remembered between runs); `--connect-to HOSTNAME=IP:PORT` sends a hostname's
+//! handshake elsewhere, as `curl --connect-to`.
 //!
 //! JSON (`-o json`): `run-once` prints `{"kind":"maintenance_run","results":[{"kind":
 //! "check_result","check","app","status","summary","signals","at"}],"signals":[Signal…]}`;

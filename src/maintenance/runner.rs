@@ -286,7 +286,7 @@ impl Maintenance {
     }
 
     /// Evaluate `app`'s `HealthSLO`s and add their `slo_burn` signals to the app-health
-    /// judgement (an `ok` judgement becomes an alert while an SLO burns).
+    /// judgement (it is an alert while an SLO burns).
     fn with_slo_signals(
         &self,
         mut j: Judgement,
@@ -301,12 +301,14 @@ impl Maintenance {
         }
         let names: Vec<String> = burning.iter().map(|s| s.class.clone()).collect();
         let text = format!("SLO burning ({})", names.join(", "));
+        // Burning is positive evidence from the probes: an alert even when Fly could not be
+        // read (the blindness signal stays beside it).
         if j.status == Status::Ok {
-            j.status = Status::Alert;
             j.summary = text;
         } else {
             j.summary = format!("{}; {text}", j.summary);
         }
+        j.status = Status::Alert;
         j.signals.extend(burning);
         j
     }
