@@ -8,7 +8,8 @@
 //! Where the checks connect: the `FlyApp`'s `spec.health.dependencies` names the environment
 //! variables (of opsctl's own process) holding the URLs — `redis.urlEnv`, `postgres.urlEnv`,
 //! `oban.databaseUrlEnv` (else `spec.deploy.drain.oban.databaseUrlEnv`). An app that declares
-//! none is not checked for it. Values are [`Secret`]s, read through the [`EnvLookup`] given to [`Maintenance::new`].
+//! none is not checked for it. Values are [`Secret`]s, read through the [`EnvLookup`] given
+//! to [`Maintenance::new`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
