@@ -3,6 +3,8 @@
 //! from the handshake, the 14-day window (BUG-23), Fly's view against the served one, and a
 //! certificate stuck on a CA rate limit looked at hourly and never touched (BUG-21).
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -464,4 +466,63 @@ async fn fly_down_and_no_handshake_finds_nothing() {
     assert!(run.findings().is_empty(), "{:?}", run.findings());
     assert!(run.signals.is_empty());
     assert!(run.assessments[0].is_unknown());
+}
+
+/// The certificate check wired into the maintenance pipeline (issue #6): `opsctl maintenance
+/// run-once --check cert-expiry` hands a `CertWindow` hostname served with a 13-day
+/// certificate to the checker and reports the alert, with a `cert_expiring` signal, exit 2.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_once_reports_a_13_day_certificate_as_an_alert() {
+    let pki = Pki::new();
+    let hour = chrono::Duration::hours(1);
+    let addr = pki.serve(SOON, now() + days(13) + hour).await;
+    let later = pki.serve(LATER, now() + days(15) + hour).await;
+    let out = tokio::task::spawn_blocking(move || {
+        let sim = common::Sim::start();
+        let ws = common::Workspace::new(common::OLD);
+        std::fs::write(
+            ws.manifests().join("certs.yaml"),
+            format!(
+                "apiVersion: opsctl.dev/v1alpha1\nkind: CertWindow\nmetadata: {{name: lowendinsight}}\nspec:\n  hostnames: [{SOON}, {LATER}]\n"
+            ),
+        )
+        .unwrap();
+        ws.opsctl(&sim)
+            .args(["maintenance", "run-once", "--check", "cert-expiry", "-o", "json"])
+            .args(["--connect-to", &format!("{SOON}={addr}")])
+            .args(["--connect-to", &format!("{LATER}={later}")])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let text = common::text(&out);
+    assert_eq!(out.status.code(), Some(2), "an alert exits 2: {text}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect(&text);
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 1, "one result per app: {v}");
+    assert_eq!(results[0]["check"], "certExpiry");
+    assert_eq!(results[0]["app"], "lowendinsight");
+    assert_eq!(results[0]["status"], "alert");
+    let summary = results[0]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains(&format!("{SOON} 13 days left")),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!("{LATER} 15 days left")),
+        "{summary}"
+    );
+    let signals = v["signals"].as_array().unwrap();
+    let expiring: Vec<_> = signals
+        .iter()
+        .filter(|s| s["kind"] == "cert_expiring")
+        .collect();
+    assert_eq!(
+        expiring.len(),
+        1,
+        "only the 13-day certificate: {signals:?}"
+    );
+    assert_eq!(expiring[0]["class"], format!("expiring:{SOON}"));
+    assert_eq!(expiring[0]["app"], "lowendinsight");
 }

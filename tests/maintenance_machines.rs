@@ -259,3 +259,50 @@ async fn fly_down_is_unknown_never_unhealthy() {
     }
     s.sim.shutdown().await;
 }
+
+/// Read-only enforced a second time, at run time: the client the maintenance pipeline is
+/// built with (`opsctl::maintenance::monitor_client`, what `maintenance::start` and
+/// `maintenance run-once` use) acts as the `monitor` role, so even code that got hold of it
+/// and called a mutating method is refused inside the client: nothing reaches the simulator.
+#[tokio::test]
+async fn the_maintenance_client_refuses_a_mutating_call_before_sending_it() {
+    let sim = sim::serve(
+        Scenario::lowendinsight_default(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let client = FlyClient::new(Endpoints::origin(&sim.base_url()), Secret::new("t")).unwrap();
+    let monitor = opsctl::maintenance::monitor_client(&client);
+    assert_eq!(
+        monitor.role().role(),
+        opsctl_controllers::governance::Role::Monitor
+    );
+    let machines = monitor.list_machines("lowendinsight").await.unwrap();
+    let before = sim.state().request_counts().total;
+    let request = opsctl::fly::wire::MachineRequest {
+        config: machines[0].config.clone().unwrap_or_default(),
+        ..Default::default()
+    };
+    let e = monitor
+        .update_machine("lowendinsight", &machines[0].id, &request, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, opsctl::fly::FlyErrorKind::Denied, "{e}");
+    assert!(e.to_string().contains("monitor"), "{e}");
+    let e = monitor
+        .destroy_machine("lowendinsight", &machines[0].id, None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, opsctl::fly::FlyErrorKind::Denied, "{e}");
+    assert_eq!(
+        sim.state().request_counts().total,
+        before,
+        "no request reached the simulator"
+    );
+    // The same underlying client acting as the deployer would have been let through.
+    assert_eq!(
+        client.role().role(),
+        opsctl_controllers::governance::Role::Deployer
+    );
+}

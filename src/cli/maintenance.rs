@@ -4,7 +4,10 @@
 //! `run-once` runs the checks once against `--fly` and prints each result; it reads the record
 //! store (for the cost average) but writes nothing, so it can run beside `opsctl run`. Exit 0
 //! when nothing is wrong (unknown results included: they are printed, not failures), 2 when a
-//! check raised an alert, 1 on error.
+//! check raised an alert, 1 on error. Fly is read through a client acting as the `monitor`
+//! role. The certificate check (`--check cert-expiry`) checks every `CertWindow` hostname
+//! (nothing is remembered between runs); `--connect-to HOSTNAME=IP:PORT` sends a hostname's
+//! handshake elsewhere, as `curl --connect-to`.
 //!
 //! JSON (`-o json`): `run-once` prints `{"kind":"maintenance_run","results":[{"kind":
 //! "check_result","check","app","status","summary","signals","at"}],"signals":[Signal…]}`;
@@ -21,8 +24,11 @@ use serde_json::json;
 
 use super::output::{Format, print_json, print_text};
 use super::{Global, target, validate};
+use crate::maintenance::certs::{CertChecker, TlsProbe};
 use crate::maintenance::scheduler::SCHEDULED;
-use crate::maintenance::{Maintenance, MaintenanceStatus, ReadOnlyFly, process_env};
+use crate::maintenance::{
+    Maintenance, MaintenanceStatus, ReadOnlyFly, monitor_client, process_env,
+};
 use crate::records::RecordStore;
 use crate::runtime::clock::SystemClock;
 
@@ -44,6 +50,21 @@ pub struct RunOnceArgs {
     /// Only these checks (repeatable); default every scheduled check.
     #[arg(long = "check", value_enum)]
     pub checks: Vec<CheckArg>,
+    /// For the certificate check: handshake with HOSTNAME at IP:PORT instead of resolving it
+    /// on port 443 (SNI and verification still use HOSTNAME, as `curl --connect-to`).
+    /// Repeatable; e.g. `--connect-to www.example.com=10.0.0.5:8443`.
+    #[arg(long = "connect-to", value_name = "HOSTNAME=IP:PORT", value_parser = parse_connect_to)]
+    pub connect_to: Vec<(String, std::net::SocketAddr)>,
+}
+
+fn parse_connect_to(s: &str) -> Result<(String, std::net::SocketAddr), String> {
+    let (host, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}`: expected HOSTNAME=IP:PORT"))?;
+    let addr = addr
+        .parse()
+        .map_err(|e| format!("`{addr}` is not an IP:PORT address: {e}"))?;
+    Ok((host.to_owned(), addr))
 }
 
 /// A check, as named on the command line.
@@ -51,6 +72,8 @@ pub struct RunOnceArgs {
 pub enum CheckArg {
     /// Machine checks and external probes.
     AppHealth,
+    /// TLS certificates of the `CertWindow` hostnames (Fly's view and a handshake).
+    CertExpiry,
     /// Stopped/failed machines that should run.
     MachineStatus,
     /// PostgreSQL connections in use.
@@ -67,6 +90,7 @@ impl From<CheckArg> for CheckName {
     fn from(c: CheckArg) -> Self {
         match c {
             CheckArg::AppHealth => CheckName::AppHealth,
+            CheckArg::CertExpiry => CheckName::CertExpiry,
             CheckArg::MachineStatus => CheckName::MachineStatus,
             CheckArg::PostgresConnections => CheckName::PostgresConnections,
             CheckArg::Redis => CheckName::Redis,
@@ -87,14 +111,22 @@ async fn run_once(args: RunOnceArgs, global: &Global) -> anyhow::Result<ExitCode
     let set = validate::load(global)?;
     let target = target::connect(&global.fly).await?;
     let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
+    let client = monitor_client(&target.client);
+    let mut tls = TlsProbe::new();
+    for (host, addr) in &args.connect_to {
+        tls = tls.connect_to(host, *addr);
+    }
+    // In memory only: run-once writes nothing, so every hostname is due.
+    let certs = CertChecker::new(client.clone(), tls);
     let maintenance = Maintenance::new(
-        ReadOnlyFly::new(target.client.clone()),
+        ReadOnlyFly::new(client),
         Arc::new(RecordStore::open_read(&global.state)),
         false,
         tx,
         Arc::new(SystemClock),
         process_env(),
-    );
+    )
+    .with_certs(certs);
     let checks: Vec<CheckName> = if args.checks.is_empty() {
         SCHEDULED.to_vec()
     } else {

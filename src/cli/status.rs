@@ -3,12 +3,33 @@
 //! a function to [`SECTIONS`]. Sections here read no Fly state.
 //!
 //! Sections: `governance` (policy, burn-in phase and counted deploys, approvals waiting, last
-//! deploy).
+//! deploy), `maintenance` (the last result of each maintenance check for the app, with its
+//! age, from `<state>/maintenance-status.json`), `certificates` (per `CertWindow` hostname:
+//! days left, status, next check, from `<state>/maintenance/certs.json`), `slo` (per
+//! `HealthSLO`: error budget left and burn rate per alert window, computed now from the probe
+//! samples under `<state>/slo/`), `incidents` (open incidents of the app from the journal).
+//! The maintenance files are written by `opsctl run`; before its first checks the sections
+//! say so. Times are UTC; ages and budgets are computed at the time `status` runs.
 //!
-//! JSON: `{"kind":"status","apps":[{"app":…,"<section>":{…}, …}]}`; `governance` is
-//! `{"policy":…,"phase":1|2|3,"counted_deploys":N,"next_deploy":N,"pending_approvals":[ids],
-//! "last_deploy"?:{"id":…,"status":…,"image":…}}`.
+//! JSON: `{"kind":"status","apps":[{"app":…,"<section>":{…}, …}]}`:
+//! - `governance`: `{"policy":…,"phase":1|2|3,"counted_deploys":N,"next_deploy":N,
+//!   "pending_approvals":[ids],"last_deploy"?:{"id":…,"status":…,"image":…}}`.
+//! - `maintenance`: `{"updated_at": RFC 3339 | null, "checks": [{"check": "appHealth", "status":
+//!   "ok"|"alert"|"unknown", "summary", "signals": [fingerprints], "at", "age_seconds"}]}` (only
+//!   checks that have a result for the app; `updated_at` null: no status file yet).
+//! - `certificates`: `{"hostnames": [{"hostname", "status": "ok"|"alert"|"unknown",
+//!   "days_left": N | null, "not_after": RFC 3339 | null, "findings": ["expiring", …],
+//!   "checked_at", "next_check_at"}]}`; `status` is `alert` when the last check had findings,
+//!   `unknown` when neither Fly's view nor the handshake could be read.
+//! - `slo`: `{"slos": [{"slo": name, "objectives": [{"sli": "availability"|"latency",
+//!   "target": 0.999, "period_samples": N, "period_bad": N, "budget_remaining": 0.87 | null,
+//!   "burn_rates": [{"window_secs", "samples", "burn_rate": 1.2 | null}]}], "firing":
+//!   [{"sli", "severity": "page"|"ticket"}]}]}`; a null burn rate has fewer samples than
+//!   `minSamples`, a null budget no samples at all.
+//! - `incidents`: `{"open": [{"id", "title", "classification", "severity", "opened_at",
+//!   "age_seconds"}]}`, newest first.
 
+use chrono::{DateTime, Utc};
 use clap::Args;
 use opsctl_controllers::governance::policy_for;
 use opsctl_crds::{FlyApp, ManifestSet};
@@ -19,7 +40,10 @@ use super::output::{Format, print_json, print_text};
 use super::{Global, validate};
 use crate::governance::approvals;
 use crate::governance::plan::app_burn_in;
-use crate::records::RecordStore;
+use crate::maintenance::MaintenanceStatus;
+use crate::maintenance::certs::{self, CertHostStatus};
+use crate::maintenance::slo::{SampleStore, evaluate_slo};
+use crate::records::{RecordKind, RecordStatus, RecordStore};
 
 /// Arguments of `status`.
 #[derive(Debug, Args)]
@@ -44,12 +68,232 @@ pub struct StatusInputs<'a> {
     pub set: &'a ManifestSet,
     /// The record store, read-only.
     pub store: &'a RecordStore,
+    /// The maintenance status `opsctl run` wrote (`Ok(None)`: none yet; `Err`: unreadable).
+    pub maintenance: Result<Option<MaintenanceStatus>, String>,
+    /// The certificate checker's last result per hostname (`Err`: unreadable).
+    pub certs: Result<Vec<CertHostStatus>, String>,
+    /// The probe samples of the `HealthSLO`s.
+    pub samples: SampleStore,
+    /// Now (UTC), for ages and SLO windows.
+    pub now: DateTime<Utc>,
 }
 
 type SectionFn = fn(&StatusInputs<'_>, &FlyApp) -> anyhow::Result<Section>;
 
 /// The sections, in display order.
-const SECTIONS: &[SectionFn] = &[governance];
+const SECTIONS: &[SectionFn] = &[governance, maintenance, certificates, slo, incidents];
+
+fn age_of(now: DateTime<Utc>, t: DateTime<Utc>) -> String {
+    super::pending::age(now - t)
+}
+
+fn maintenance(inputs: &StatusInputs<'_>, app: &FlyApp) -> anyhow::Result<Section> {
+    let name = app.app_name();
+    let status = match &inputs.maintenance {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return Ok(Section {
+                name: "maintenance",
+                lines: vec!["no maintenance status yet (`opsctl run` writes it)".into()],
+                json: json!({"updated_at": null, "checks": []}),
+            });
+        }
+        Err(e) => anyhow::bail!("{e}"),
+    };
+    let mut lines = Vec::new();
+    let mut checks = Vec::new();
+    for c in &status.checks {
+        for r in c.results.iter().filter(|r| r.app == name) {
+            let age = (inputs.now - r.at).num_seconds().max(0);
+            lines.push(format!(
+                "{:<20} {:<8} {:>7} ago  {}",
+                c.check.as_str(),
+                r.status.as_str(),
+                age_of(inputs.now, r.at),
+                r.summary
+            ));
+            checks.push(
+                json!({"check": c.check, "status": r.status, "summary": r.summary,
+                "signals": r.signals, "at": r.at, "age_seconds": age}),
+            );
+        }
+    }
+    if lines.is_empty() {
+        lines.push("no check result for this app yet".into());
+    }
+    Ok(Section {
+        name: "maintenance",
+        lines,
+        json: json!({"updated_at": status.updated_at, "checks": checks}),
+    })
+}
+
+fn certificates(inputs: &StatusInputs<'_>, app: &FlyApp) -> anyhow::Result<Section> {
+    let name = app.app_name();
+    let all = match &inputs.certs {
+        Ok(list) => list,
+        Err(e) => anyhow::bail!("{e}"),
+    };
+    let declared = inputs
+        .set
+        .cert_windows
+        .iter()
+        .any(|w| w.spec.app_name(w.name()) == name);
+    let mut lines = Vec::new();
+    let mut hosts = Vec::new();
+    for h in all.iter().filter(|h| h.last.app == name) {
+        let a = &h.last;
+        let status = if a.is_unknown() {
+            "unknown"
+        } else if a.findings.is_empty() {
+            "ok"
+        } else {
+            "alert"
+        };
+        let findings: Vec<&str> = a.findings.iter().map(|f| f.kind.class()).collect();
+        let days = a.remaining.map_or_else(
+            || "days left unknown".to_owned(),
+            |r| format!("{} days left", r.days_left),
+        );
+        let mut line = format!(
+            "{:<32} {:<18} {:<8} next check {}",
+            a.hostname,
+            days,
+            status,
+            h.next_check_at.format("%Y-%m-%d %H:%M UTC")
+        );
+        if !findings.is_empty() {
+            line.push_str(&format!(" ({})", findings.join(", ")));
+        }
+        lines.push(line);
+        hosts.push(json!({"hostname": a.hostname, "status": status,
+            "days_left": a.remaining.map(|r| r.days_left), "not_after": a.not_after,
+            "findings": findings, "checked_at": a.at, "next_check_at": h.next_check_at}));
+    }
+    if lines.is_empty() {
+        lines.push(if declared {
+            "not checked yet (`opsctl run` checks each CertWindow hostname)".into()
+        } else {
+            "no CertWindow for this app".into()
+        });
+    }
+    Ok(Section {
+        name: "certificates",
+        lines,
+        json: json!({"hostnames": hosts}),
+    })
+}
+
+fn slo(inputs: &StatusInputs<'_>, app: &FlyApp) -> anyhow::Result<Section> {
+    let name = app.app_name();
+    let mut lines = Vec::new();
+    let mut slos = Vec::new();
+    for m in inputs
+        .set
+        .slos
+        .iter()
+        .filter(|s| s.spec.app_name(s.name()) == name)
+    {
+        let report = evaluate_slo(&inputs.samples, m, inputs.now)?;
+        let mut objectives = Vec::new();
+        for o in &report.objectives {
+            let budget = o.budget_remaining.map_or_else(
+                || "no samples".to_owned(),
+                |b| format!("{:.1}% of budget left", b * 100.0),
+            );
+            let burns: Vec<String> = o
+                .burn_rates
+                .iter()
+                .map(|w| {
+                    let win =
+                        opsctl_crds::DurationStr(std::time::Duration::from_secs(w.window_secs));
+                    w.burn_rate
+                        .map_or_else(|| format!("{win} -"), |b| format!("{win} {b:.1}×"))
+                })
+                .collect();
+            lines.push(format!(
+                "{} {} {:.2}%: {budget}, {} of {} samples bad; burn {}",
+                m.name(),
+                o.sli.as_str(),
+                o.target * 100.0,
+                o.period_bad,
+                o.period_samples,
+                burns.join(", ")
+            ));
+            objectives.push(serde_json::to_value(o)?);
+        }
+        let firing: Vec<Value> = report
+            .alerts
+            .iter()
+            .filter(|a| a.firing)
+            .map(|a| json!({"sli": a.sli, "severity": a.severity}))
+            .collect();
+        for a in report.alerts.iter().filter(|a| a.firing) {
+            lines.push(format!(
+                "{} {} FIRING: {} at {}× over {} and {}",
+                m.name(),
+                a.sli.as_str(),
+                serde_json::to_value(a.severity)?
+                    .as_str()
+                    .unwrap_or_default(),
+                a.threshold,
+                opsctl_crds::DurationStr(std::time::Duration::from_secs(a.long_window_secs)),
+                opsctl_crds::DurationStr(std::time::Duration::from_secs(a.short_window_secs)),
+            ));
+        }
+        slos.push(json!({"slo": m.name(), "objectives": objectives, "firing": firing}));
+    }
+    if lines.is_empty() {
+        lines.push("no HealthSLO for this app".into());
+    }
+    Ok(Section {
+        name: "slo",
+        lines,
+        json: json!({"slos": slos}),
+    })
+}
+
+fn incidents(inputs: &StatusInputs<'_>, app: &FlyApp) -> anyhow::Result<Section> {
+    let name = app.app_name();
+    let mut open = inputs.store.records(|r| {
+        r.kind == RecordKind::Incident
+            && r.app.as_deref() == Some(name)
+            && r.status != RecordStatus::Closed
+    })?;
+    open.sort_by_key(|r| std::cmp::Reverse(r.created_at));
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    };
+    let mut lines = Vec::new();
+    let mut list = Vec::new();
+    for r in &open {
+        let class = r.data.get("classification").cloned().unwrap_or(Value::Null);
+        let severity = r.data.get("severity").cloned().unwrap_or(Value::Null);
+        lines.push(format!(
+            "{}  {:<24} {:<9} open for {}  {}",
+            r.id,
+            text(&class),
+            text(&severity),
+            age_of(inputs.now, r.created_at),
+            r.title
+        ));
+        list.push(
+            json!({"id": r.id, "title": r.title, "classification": class,
+            "severity": severity, "opened_at": r.created_at,
+            "age_seconds": (inputs.now - r.created_at).num_seconds().max(0)}),
+        );
+    }
+    if lines.is_empty() {
+        lines.push("no open incident".into());
+    }
+    Ok(Section {
+        name: "incidents",
+        lines,
+        json: json!({"open": list}),
+    })
+}
 
 fn governance(inputs: &StatusInputs<'_>, app: &FlyApp) -> anyhow::Result<Section> {
     let name = app.app_name();
@@ -110,6 +354,11 @@ pub fn exec(args: StatusArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let inputs = StatusInputs {
         set: &set,
         store: &store,
+        maintenance: MaintenanceStatus::load(&global.state)
+            .map_err(|e| format!("{}: {e}", MaintenanceStatus::path(&global.state).display())),
+        certs: certs::load_status(&global.state).map_err(|e| e.to_string()),
+        samples: SampleStore::new(&global.state),
+        now: crate::runtime::clock::Clock::now(&crate::runtime::clock::SystemClock),
     };
     let mut values = Vec::new();
     let mut text = String::new();

@@ -275,6 +275,31 @@ pub enum CertStateError {
     },
 }
 
+/// Where `opsctl run` keeps the certificate checker's state under the state directory
+/// (`<state>/maintenance/certs.json`): a JSON array of [`CertHostStatus`], rewritten after
+/// every check; `opsctl status` reads it.
+pub fn state_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("maintenance").join("certs.json")
+}
+
+/// The per-hostname status `opsctl run` last wrote under `state_dir`, sorted by app then
+/// hostname; empty when there is none yet.
+///
+/// # Errors
+/// [`CertStateError`] when the file exists but cannot be read or parsed.
+pub fn load_status(state_dir: &Path) -> Result<Vec<CertHostStatus>, CertStateError> {
+    let path = state_path(state_dir);
+    let io = |source| CertStateError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| io(std::io::Error::other(e))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(io(e)),
+    }
+}
+
 /// Runs certificate checks and remembers the last result per (app, hostname).
 #[derive(Debug)]
 pub struct CertChecker {

@@ -12,10 +12,13 @@
 //! - [`machines`]: Fly's machine list → the judges' views (autostop, last stop, run time).
 //! - [`postgres`], [`redis`]: the dependency reads.
 //! - [`status`]: the serialisable status section (`opsctl maintenance status`).
-//!
 //! - [`certs`]: TLS certificates per `CertWindow` hostname, from Fly's certificates API and a
-//!   direct TLS handshake.
-//! - [`slo`]: probe results kept per app, and `HealthSLO` evaluation over them.
+//!   direct TLS handshake; run as the `certExpiry` check.
+//! - [`slo`]: probe results kept per app (every app-health run appends its external probe
+//!   results), and `HealthSLO` evaluation over them (`slo_burn` signals with app health).
+//!
+//! Read-only twice: [`ReadOnlyFly`] (no mutating method compiles) over a client acting as the
+//! `monitor` role ([`monitor_client`]: a mutating call is refused before it is sent).
 //!
 //! More in docs/maintenance.md.
 
@@ -42,14 +45,29 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::fly::FlyClient;
+use crate::fly::role::RoleGuard;
 use crate::records::RecordStore;
 use crate::runtime::clock::Clock;
+use opsctl_controllers::governance::Role;
 
 /// Capacity of the signal channel [`start`] makes when no incident pipeline is given.
 const SIGNAL_BUFFER: usize = 1024;
 
+/// `client` acting as the `monitor` role under the ADR's allowlists: every mutating call is
+/// refused inside the client before a request is built (`FlyErrorKind::Denied`), whatever code
+/// makes it. The run-time half of read-only; [`ReadOnlyFly`] is the compile-time half.
+pub fn monitor_client(client: &FlyClient) -> FlyClient {
+    client.with_role(RoleGuard::new(
+        Role::Monitor,
+        opsctl_crds::kinds::governance::RolesSpec::default(),
+    ))
+}
+
 /// Start the maintenance scheduler for `opsctl run`, beside the reconciler: checks read Fly
-/// through a [`ReadOnlyFly`] made from `client`, record findings in `store` (the reconciler's,
+/// through a [`ReadOnlyFly`] made from `client` acting as the `monitor` role
+/// ([`monitor_client`]), run the certificate check with a [`certs::CertChecker`] whose state is
+/// `<state>/maintenance/certs.json` ([`certs::state_path`]), keep probe results for the
+/// `HealthSLO`s under `<state>/slo/` ([`slo::SampleStore`]), record findings in `store` (the reconciler's,
 /// since one process holds the writer lock), load `manifests` before each round, write the
 /// status under `state_dir`, and end when `stop` turns true (await the handle).
 ///
@@ -73,14 +91,27 @@ pub fn start(
         });
         tx
     });
-    let maintenance = Arc::new(Maintenance::new(
-        ReadOnlyFly::new(client),
-        store,
-        true,
-        signals,
-        clock.clone(),
-        process_env(),
-    ));
+    let client = monitor_client(&client);
+    let certs = certs::CertChecker::new(client.clone(), certs::TlsProbe::new());
+    let certs = match certs.with_state_file(&certs::state_path(&state_dir)) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "certificate check state unusable: starting afresh");
+            certs::CertChecker::new(client.clone(), certs::TlsProbe::new())
+        }
+    };
+    let maintenance = Arc::new(
+        Maintenance::new(
+            ReadOnlyFly::new(client),
+            store,
+            true,
+            signals,
+            clock.clone(),
+            process_env(),
+        )
+        .with_certs(certs)
+        .with_slo(slo::SloTracker::new(slo::SampleStore::new(&state_dir))),
+    );
     let seed =
         u64::try_from(clock.now().timestamp_millis()).unwrap_or(1) ^ u64::from(std::process::id());
     let scheduler = Scheduler::new(

@@ -8,7 +8,8 @@
 //! Where the checks connect: the `FlyApp`'s `spec.health.dependencies` names the environment
 //! variables (of opsctl's own process) holding the URLs — `redis.urlEnv`, `postgres.urlEnv`,
 //! `oban.databaseUrlEnv` (else `spec.deploy.drain.oban.databaseUrlEnv`). An app that declares
-//! none is not checked for it. Values are [`Secret`]s, read through [`Maintenance::env`].
+//! none is not checked for it. Values are [`Secret`]s, read through the [`EnvLookup`] given
+//! to [`Maintenance::new`].
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -23,7 +24,9 @@ use opsctl_crds::{FlyApp, ManifestSet};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use super::certs::CertChecker;
 use super::fly_view::ReadOnlyFly;
+use super::slo::SloTracker;
 use super::{machines as convert, postgres, redis};
 use crate::fly::wire;
 use crate::probes::ProbeResult;
@@ -72,6 +75,8 @@ pub struct Maintenance {
     clock: Arc<dyn Clock>,
     env: EnvLookup,
     prober: Option<HttpProber>,
+    certs: Option<CertChecker>,
+    slo: Option<SloTracker>,
     state: Mutex<State>,
 }
 
@@ -112,8 +117,34 @@ impl Maintenance {
             clock,
             env,
             prober: HttpProber::new().ok(),
+            certs: None,
+            slo: None,
             state: Mutex::new(State::default()),
         }
+    }
+
+    /// Run [`CheckName::CertExpiry`] with `certs` (without one, that check has nothing to
+    /// look at and reports no result).
+    pub fn with_certs(mut self, certs: CertChecker) -> Self {
+        self.certs = Some(certs);
+        self
+    }
+
+    /// Keep every external probe result of [`CheckName::AppHealth`] in `slo`'s sample store
+    /// and evaluate the app's `HealthSLO`s after each run (without one, SLOs are not tracked).
+    pub fn with_slo(mut self, slo: SloTracker) -> Self {
+        self.slo = Some(slo);
+        self
+    }
+
+    /// The certificate checker, when there is one (its `status()` is the per-hostname view).
+    pub fn certs(&self) -> Option<&CertChecker> {
+        self.certs.as_ref()
+    }
+
+    /// The SLO tracker, when there is one.
+    pub fn slo(&self) -> Option<&SloTracker> {
+        self.slo.as_ref()
     }
 
     /// Signals dropped because the incident pipeline's channel was full.
@@ -129,21 +160,26 @@ impl Maintenance {
 
     /// Run `check` once over every app of `set` and report each result. Apps for which the
     /// check has nothing to look at (no Redis declared, …) are left out.
-    /// [`CheckName::CertExpiry`] is not run here (the certificate module owns it): no results.
+    /// [`CheckName::CertExpiry`] runs the [`CertChecker`] (only due hostnames are checked) and
+    /// reports one result per app that has a `CertWindow`, from the last assessment of each of
+    /// its hostnames; without a checker it reports nothing.
     pub async fn run(&self, check: CheckName, set: &ManifestSet) -> Vec<AppResult> {
+        if check == CheckName::CertExpiry {
+            return self.cert_expiry(set).await;
+        }
         let default = MaintenanceScheduleSpec::default();
         let schedule = set.schedules.first().map_or(&default, |m| &m.spec);
         let mut results = Vec::new();
         for app in &set.apps {
             let name = app.app_name();
             let judgement = match check {
-                CheckName::AppHealth => Some(self.app_health(app, schedule).await),
+                CheckName::AppHealth => Some(self.app_health(app, schedule, &set.slos).await),
                 CheckName::MachineStatus => Some(self.machine_status(name, schedule).await),
                 CheckName::PostgresConnections => self.postgres(app, schedule).await,
                 CheckName::Redis => self.redis(app, schedule).await,
                 CheckName::ObanQueueDepth => self.oban(app, schedule).await,
                 CheckName::CostSnapshot => Some(self.cost(name, schedule).await),
-                CheckName::CertExpiry => None,
+                CheckName::CertExpiry => None, // handled above
             };
             if let Some(j) = judgement {
                 results.push(self.report(check, name, j));
@@ -186,7 +222,12 @@ impl Maintenance {
         }
     }
 
-    async fn app_health(&self, app: &FlyApp, schedule: &MaintenanceScheduleSpec) -> Judgement {
+    async fn app_health(
+        &self,
+        app: &FlyApp,
+        schedule: &MaintenanceScheduleSpec,
+        slos: &[opsctl_crds::Manifest<opsctl_crds::kinds::HealthSloSpec>],
+    ) -> Judgement {
         let name = app.app_name();
         let listed = self.list(name, schedule, CheckName::AppHealth).await;
         let machines = match listed {
@@ -197,7 +238,14 @@ impl Maintenance {
         let mut probes = Vec::new();
         for p in &app.spec.health.probes {
             let result = match &self.prober {
-                Some(prober) => probe_observation(prober.probe(&p.http).await),
+                Some(prober) => {
+                    let started = tokio::time::Instant::now();
+                    let r = prober.probe(&p.http).await;
+                    let latency_ms =
+                        u32::try_from(started.elapsed().as_millis()).unwrap_or(u32::MAX);
+                    self.sample(name, &r, latency_ms);
+                    probe_observation(r)
+                }
                 None => Observation::Unknown {
                     reason: "the HTTP client for probes could not be built".into(),
                 },
@@ -207,13 +255,83 @@ impl Maintenance {
                 result,
             });
         }
-        health::judge(
+        let now = self.clock.now();
+        let judgement = health::judge(
             name,
             &machines,
             app.spec.health.machine_checks,
             &probes,
-            self.clock.now(),
-        )
+            now,
+        );
+        self.with_slo_signals(judgement, name, slos, now)
+    }
+
+    /// Keep one probe result for the app's SLOs. A probe that got no answer we could judge
+    /// (`Unknown`: our side could not see) is not a sample: unknown is never unhealthy.
+    fn sample(&self, app: &str, r: &ProbeResult, latency_ms: u32) {
+        let Some(slo) = &self.slo else { return };
+        let ok = match r {
+            ProbeResult::Passed => true,
+            ProbeResult::Failed { .. } => false,
+            ProbeResult::Unknown { .. } => return,
+        };
+        let now = self.clock.now();
+        let sample = opsctl_controllers::slo::Sample {
+            at: now,
+            ok,
+            latency_ms,
+        };
+        if let Err(e) = slo.store().append(app, sample, now) {
+            tracing::warn!(app, error = %e, "could not keep the probe result for the SLOs");
+        }
+    }
+
+    /// Evaluate `app`'s `HealthSLO`s and add their `slo_burn` signals to the app-health
+    /// judgement (it is an alert while an SLO burns).
+    fn with_slo_signals(
+        &self,
+        mut j: Judgement,
+        app: &str,
+        slos: &[opsctl_crds::Manifest<opsctl_crds::kinds::HealthSloSpec>],
+        now: DateTime<Utc>,
+    ) -> Judgement {
+        let Some(tracker) = &self.slo else { return j };
+        let burning = tracker.evaluate_app(slos, app, now);
+        if burning.is_empty() {
+            return j;
+        }
+        let names: Vec<String> = burning.iter().map(|s| s.class.clone()).collect();
+        let text = format!("SLO burning ({})", names.join(", "));
+        // Burning is positive evidence from the probes: an alert even when Fly could not be
+        // read (the blindness signal stays beside it).
+        if j.status == Status::Ok {
+            j.summary = text;
+        } else {
+            j.summary = format!("{}; {text}", j.summary);
+        }
+        j.status = Status::Alert;
+        j.signals.extend(burning);
+        j
+    }
+
+    /// The certificate check: run the checker (due hostnames only), then one judgement per
+    /// app from the last assessment of each of its hostnames.
+    async fn cert_expiry(&self, set: &ManifestSet) -> Vec<AppResult> {
+        let Some(certs) = &self.certs else {
+            return Vec::new();
+        };
+        let now = self.clock.now();
+        certs.check_certs(&set.cert_windows, now).await;
+        let mut per_app: BTreeMap<String, Vec<_>> = BTreeMap::new();
+        for h in certs.status() {
+            per_app.entry(h.last.app.clone()).or_default().push(h);
+        }
+        let mut results = Vec::new();
+        for (app, hosts) in per_app {
+            let j = cert_judgement(&app, &hosts, &set.cert_windows, now);
+            results.push(self.report(CheckName::CertExpiry, &app, j));
+        }
+        results
     }
 
     async fn postgres(
@@ -450,6 +568,51 @@ impl Maintenance {
             open: Some(open),
         })
     }
+}
+
+/// The certificate check's judgement for `app` from the last result of each of its
+/// hostnames: an alert with the windows' signals (none under `onShort: report`), unknown when
+/// no hostname could be seen at all (one `observer_blind` signal), else ok. The summary gives
+/// each hostname's days left and findings.
+fn cert_judgement(
+    app: &str,
+    hosts: &[super::certs::CertHostStatus],
+    windows: &[opsctl_crds::Manifest<opsctl_crds::kinds::CertWindowSpec>],
+    now: DateTime<Utc>,
+) -> Judgement {
+    use opsctl_crds::kinds::cert_window::OnShort;
+    let on_short = |host: &str| {
+        windows
+            .iter()
+            .find(|w| {
+                w.spec.app_name(w.name()) == app && w.spec.hostnames.iter().any(|h| h == host)
+            })
+            .map_or(OnShort::Alert, |w| w.spec.on_short)
+    };
+    let mut parts = Vec::new();
+    let mut signals = Vec::new();
+    for h in hosts {
+        let a = &h.last;
+        let mut part = match a.remaining {
+            Some(r) => format!("{} {} days left", a.hostname, r.days_left),
+            None if a.is_unknown() => format!("{} unknown", a.hostname),
+            None => a.hostname.clone(),
+        };
+        if !a.findings.is_empty() {
+            let kinds: Vec<&str> = a.findings.iter().map(|f| f.kind.class()).collect();
+            part.push_str(&format!(" ({})", kinds.join(", ")));
+        }
+        parts.push(part);
+        signals.extend(a.signals(on_short(&a.hostname)));
+    }
+    let summary = parts.join("; ");
+    if !signals.is_empty() {
+        return Judgement::alert(summary, signals);
+    }
+    if !hosts.is_empty() && hosts.iter().all(|h| h.last.is_unknown()) {
+        return Judgement::unknown(Some(app), "maintenance/cert_expiry", summary, now);
+    }
+    Judgement::ok(summary)
 }
 
 /// A `Check` record for a finding: open while it lasts.

@@ -19,7 +19,10 @@
 //! - **Stop.** When `stop` turns true the loop ends and runs in flight are aborted (they only
 //!   read, so nothing is left half-done).
 //!
-//! [`CheckName::CertExpiry`] is not scheduled here: the certificate module owns that check.
+//! [`CheckName::CertExpiry`] runs at least hourly ([`CERT_TICK`]) whatever its schedule says:
+//! each run only reads the hostnames that are due by their `CertWindow`'s `interval` (or, for
+//! a certificate stuck on a CA rate limit, at the limit's end but at most hourly: BUG-21), so
+//! the tick is cheap and a window's own interval is kept to within an hour.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -36,15 +39,19 @@ use super::status::MaintenanceStatus;
 use crate::runtime::clock::Clock;
 use crate::runtime::git;
 
-/// The checks this scheduler runs (the ADR table without the certificate check).
-pub const SCHEDULED: [CheckName; 6] = [
+/// The checks this scheduler runs (the ADR table).
+pub const SCHEDULED: [CheckName; 7] = [
     CheckName::AppHealth,
+    CheckName::CertExpiry,
     CheckName::MachineStatus,
     CheckName::PostgresConnections,
     CheckName::Redis,
     CheckName::CostSnapshot,
     CheckName::ObanQueueDepth,
 ];
+
+/// The longest interval between two certificate-check runs (module docs).
+pub const CERT_TICK: Duration = Duration::from_secs(3600);
 
 /// How long to sleep when nothing is scheduled (every check disabled) before looking at the
 /// manifests again.
@@ -279,7 +286,12 @@ impl Scheduler {
         let spec = set.schedules.first().map_or(&default, |m| &m.spec);
         for check in SCHEDULED {
             let t = spec.checks.timing(check);
-            let (every, jitter, enabled) = (t.every(check), t.jitter(check), t.enabled);
+            let (mut every, jitter, enabled) = (t.every(check), t.jitter(check), t.enabled);
+            if check == CheckName::CertExpiry
+                && matches!(every, Every::Interval(i) if i > CERT_TICK)
+            {
+                every = Every::Interval(CERT_TICK);
+            }
             match slots.iter_mut().find(|s| s.check == check) {
                 Some(s) if s.every == every && s.jitter == jitter && s.enabled == enabled => {}
                 Some(s) => {

@@ -254,6 +254,31 @@ impl SloTracker {
         signals
     }
 
+    /// Like [`SloTracker::evaluate_all`] for the SLOs of `app` only (the app-health check calls
+    /// it after keeping the app's probe results); the other SLOs' last reports are kept.
+    pub fn evaluate_app(
+        &self,
+        slos: &[Manifest<HealthSloSpec>],
+        app: &str,
+        now: DateTime<Utc>,
+    ) -> Vec<opsctl_controllers::signal::Signal> {
+        let mut signals = Vec::new();
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        for slo in slos.iter().filter(|s| s.spec.app_name(s.name()) == app) {
+            match evaluate_slo(&self.store, slo, now) {
+                Ok(report) => {
+                    signals.extend(report.signals());
+                    last.insert(slo.name().to_owned(), report);
+                }
+                Err(e) => {
+                    tracing::warn!(slo = slo.name(), error = %e, "SLO not evaluated: samples unreadable");
+                }
+            }
+        }
+        last.retain(|name, _| slos.iter().any(|s| s.name() == name));
+        signals
+    }
+
     /// The last report per SLO, sorted by name: `objectives[].budget_remaining` and
     /// `objectives[].burn_rates[]` (`opsctl_slo_burn_rate`), and which alerts fire.
     pub fn status(&self) -> Vec<SloReport> {
