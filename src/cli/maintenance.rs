@@ -89,7 +89,10 @@ async fn run_once(args: RunOnceArgs, global: &Global) -> anyhow::Result<ExitCode
     let (tx, mut rx) = tokio::sync::mpsc::channel(4096);
     let maintenance = Maintenance::new(
         ReadOnlyFly::new(target.client.clone()),
-        Arc::new(RecordStore::open_read(&global.state)),
+        Arc::new(RecordStore::open_read_at(
+            global.store.as_deref(),
+            &global.state,
+        )?),
         false,
         tx,
         Arc::new(SystemClock),

@@ -16,6 +16,7 @@
 //! - [`certs`]: TLS certificates per `CertWindow` hostname, from Fly's certificates API and a
 //!   direct TLS handshake.
 //! - [`slo`]: probe results kept per app, and `HealthSLO` evaluation over them.
+//!
 //! More in docs/maintenance.md.
 
 pub mod certs;
