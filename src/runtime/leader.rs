@@ -218,3 +218,109 @@ impl Elector {
         (rx, task)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::pg::testdb::Schema;
+
+    fn quick() -> LeaseConfig {
+        LeaseConfig {
+            ttl: Duration::from_secs(1),
+            renew_every: Duration::from_millis(300),
+            poll_every: Duration::from_millis(200),
+            margin: Duration::from_millis(300),
+        }
+    }
+
+    async fn elector(db: &Schema, holder: &str) -> Elector {
+        Elector::connect(
+            &db.url(),
+            Arc::new(Fence::new("opsctl-run", holder)),
+            quick(),
+        )
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_leader_at_a_time_and_each_takeover_bumps_the_epoch() {
+        let Some(db) = Schema::new("leader_one") else {
+            return;
+        };
+        let a = elector(&db, "a").await;
+        let b = elector(&db, "b").await;
+        assert_eq!(a.try_acquire().await.unwrap(), Some(1));
+        assert_eq!(b.try_acquire().await.unwrap(), None, "b stands by");
+        assert_eq!(b.fence.epoch(), 0, "b may not write");
+        assert_eq!(a.try_acquire().await.unwrap(), Some(1), "a renews");
+        a.release().await;
+        assert_eq!(a.fence.epoch(), 0);
+        assert_eq!(
+            b.try_acquire().await.unwrap(),
+            Some(2),
+            "a released lease is taken at once, under a new epoch"
+        );
+        assert_eq!(b.fence.epoch(), 2);
+        assert_eq!(a.try_acquire().await.unwrap(), None, "a lost it");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lease_not_renewed_for_the_ttl_is_taken_over() {
+        let Some(db) = Schema::new("leader_expiry") else {
+            return;
+        };
+        let a = elector(&db, "a").await;
+        let b = elector(&db, "b").await;
+        assert_eq!(a.try_acquire().await.unwrap(), Some(1));
+        assert_eq!(b.try_acquire().await.unwrap(), None);
+        // `a` stops renewing (killed, paused): after the ttl, `b` takes over.
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        assert_eq!(b.try_acquire().await.unwrap(), Some(2));
+        assert_eq!(
+            a.try_acquire().await.unwrap(),
+            None,
+            "the old leader learns it lost the lease on its next renewal"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_running_elector_leads_renews_and_releases_on_stop() {
+        let Some(db) = Schema::new("leader_spawn") else {
+            return;
+        };
+        let a = elector(&db, "a").await;
+        let b = elector(&db, "b").await;
+        let (stop_a, stop_rx_a) = watch::channel(false);
+        let (mut leading_a, task_a) = a.spawn(stop_rx_a);
+        let led = tokio::time::timeout(Duration::from_secs(5), leading_a.wait_for(Option::is_some))
+            .await
+            .expect("a leads")
+            .map(|e| *e)
+            .unwrap();
+        assert_eq!(led, Some(1));
+        let (stop_b, stop_rx_b) = watch::channel(false);
+        let (mut leading_b, task_b) = b.spawn(stop_rx_b);
+        // Several ttl periods: `a` keeps renewing, `b` keeps standing by.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert_eq!(*leading_a.borrow(), Some(1));
+        assert_eq!(*leading_b.borrow(), None);
+        stop_a.send(true).unwrap();
+        task_a.await.unwrap();
+        let took =
+            tokio::time::timeout(Duration::from_secs(5), leading_b.wait_for(Option::is_some))
+                .await
+                .expect("b takes over after a released")
+                .map(|e| *e)
+                .unwrap();
+        assert_eq!(took, Some(2));
+        stop_b.send(true).unwrap();
+        task_b.await.unwrap();
+        assert_eq!(
+            db.exec_here("SELECT 1 FROM opsctl_leader WHERE holder IS NULL")
+                .unwrap(),
+            1,
+            "no lease left held"
+        );
+    }
+}

@@ -100,11 +100,21 @@ impl Deployer {
             loop {
                 tokio::time::sleep(REFRESH).await;
                 for (m, nonce) in &leases {
-                    if let Err(e) = client
+                    match client
                         .acquire_lease(&app, m, LEASE_TTL_SECS, DESCRIPTION, Some(nonce))
                         .await
                     {
-                        tracing::warn!(app = %app, machine = %m, error = %e, "lease refresh failed");
+                        // Our lease was released meanwhile (another process recovered this
+                        // rollout while we were paused): the refresh took a new one nobody
+                        // knows. Give it back at once rather than block the machine for a TTL.
+                        Ok(lease) if lease.nonce != *nonce => {
+                            tracing::warn!(app = %app, machine = %m, "our lease was released by another process; giving the new one back");
+                            let _ = client.release_lease(&app, m, &lease.nonce).await;
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(app = %app, machine = %m, error = %e, "lease refresh failed");
+                        }
                     }
                 }
             }
