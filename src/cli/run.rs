@@ -102,8 +102,11 @@ async fn replicated(
         );
         deployer.manifests = Some(global.manifests.clone());
         let served = serve(args, global, target, deployer, term).await;
+        // The forwarder finished: SIGTERM or loss of leadership stopped the tasks. Otherwise
+        // they ended on their own (the reconciler failed): exit with that, as one replica does.
+        let stopped_for_us = forward.is_finished();
         forward.abort();
-        if *stop.borrow() {
+        if *stop.borrow() || !stopped_for_us {
             result = served;
             break;
         }
