@@ -117,11 +117,11 @@ fn deploys(store: &str) -> Vec<serde_json::Value> {
     v["deploys"].as_array().cloned().unwrap_or_default()
 }
 
-fn no_lease_held(sim: &Sim) {
+fn no_lease_held(sim: &Sim, logs: &str) {
     for m in [M1, M2] {
         let lease = sim.get(&format!("/v1/apps/lowendinsight/machines/{m}/lease"));
         let held = lease["data"]["nonce"].is_string() && lease["status"] == "success";
-        assert!(!held, "lease left on {m}: {lease}");
+        assert!(!held, "lease left on {m}: {lease}\n{logs}");
     }
 }
 
@@ -221,7 +221,7 @@ fn killing_the_leader_mid_rollout_hands_over_and_the_rollout_finishes_once() {
         "each machine updated exactly once: {}",
         sim.requests()
     );
-    no_lease_held(&sim);
+    no_lease_held(&sim, &b_lines.all());
     // Every record row was written under a leader epoch: the first leader's, then the new one's.
     assert_eq!(
         db.column("SELECT DISTINCT epoch FROM opsctl_records ORDER BY 1"),
@@ -336,5 +336,5 @@ fn a_paused_leader_that_wakes_up_after_a_takeover_is_fenced_off() {
             .unwrap_or_else(|| panic!("no exit after SIGTERM: {}", lines.all()));
         assert!(status.success(), "{status:?}: {}", lines.all());
     }
-    no_lease_held(&sim);
+    no_lease_held(&sim, &format!("A:\n{}\nB:\n{}", a_lines.all(), b_lines.all()));
 }

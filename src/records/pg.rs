@@ -109,12 +109,23 @@ pub(crate) fn parse_url(raw: &str) -> Result<(url::Url, Scrubber), StoreError> {
     Ok((url, scrub))
 }
 
-/// Connect a small pool (connect timeout 10 s, statements time out after 10 s).
+/// Connect a small pool (connect timeout 10 s, statements time out after 10 s). One direct
+/// connection first, so that an unreachable or refusing server is reported with its cause
+/// (`Connection refused`, `password authentication failed`) at once, not as the pool's
+/// "timed out while waiting for an open connection" 10 s later.
 pub(crate) async fn connect(raw: &str, max: u32) -> Result<PgPool, sqlx::Error> {
+    use sqlx::Connection;
     use std::str::FromStr;
     let options = sqlx::postgres::PgConnectOptions::from_str(raw)?
         .options([("statement_timeout", "10s")])
         .application_name("opsctl");
+    let first = tokio::time::timeout(
+        Duration::from_secs(10),
+        sqlx::PgConnection::connect_with(&options),
+    )
+    .await
+    .map_err(|_| sqlx::Error::PoolTimedOut)??;
+    first.close().await?;
     PgPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(10))
