@@ -59,7 +59,7 @@ fn waiting(store: &RecordStore, id: &str) -> anyhow::Result<Approval> {
 fn decide(global: &Global, a: &Approval, state: &str) -> anyhow::Result<Approval> {
     approvals::submit(&global.state, a, state, "cli", SystemClock.now())
         .with_context(|| format!("recording the decision in {}", global.state.display()))?;
-    match RecordStore::open_write(&global.state) {
+    match RecordStore::open_write_at(global.store.as_deref(), &global.state) {
         Ok(store) => approvals::ingest(&store, SystemClock.now())?,
         Err(StoreError::Locked(_)) => {
             tracing::info!(
@@ -68,12 +68,12 @@ fn decide(global: &Global, a: &Approval, state: &str) -> anyhow::Result<Approval
         }
         Err(e) => return Err(e.into()),
     }
-    let store = RecordStore::open_read(&global.state);
+    let store = RecordStore::open_read_at(global.store.as_deref(), &global.state)?;
     Ok(approvals::find(&store, a.id())?.unwrap_or_else(|| a.clone()))
 }
 
 pub async fn approve(args: DecideArgs, global: &Global) -> anyhow::Result<ExitCode> {
-    let store = RecordStore::open_read(&global.state);
+    let store = RecordStore::open_read_at(global.store.as_deref(), &global.state)?;
     let a = waiting(&store, &args.id)?;
     let set = validate::load(global)?;
     let Some(app) = set.apps.iter().find(|x| x.app_name() == a.app()) else {
@@ -113,7 +113,7 @@ pub async fn approve(args: DecideArgs, global: &Global) -> anyhow::Result<ExitCo
 }
 
 pub fn deny(args: DecideArgs, global: &Global) -> anyhow::Result<ExitCode> {
-    let store = RecordStore::open_read(&global.state);
+    let store = RecordStore::open_read_at(global.store.as_deref(), &global.state)?;
     let a = waiting(&store, &args.id)?;
     let a = decide(global, &a, "denied")?;
     tracing::info!(approval = %a.id(), app = %a.app(), "denied");

@@ -28,7 +28,7 @@ pub struct HistoryArgs {
 }
 
 pub fn exec(args: HistoryArgs, global: &Global) -> anyhow::Result<ExitCode> {
-    let store = RecordStore::open_read(&global.state);
+    let store = RecordStore::open_read_at(global.store.as_deref(), &global.state)?;
     let mut deploys = store.deploys(args.app.as_deref())?;
     deploys.truncate(args.limit);
     let app = args.app.as_deref();

@@ -120,7 +120,10 @@ async fn run_once(args: RunOnceArgs, global: &Global) -> anyhow::Result<ExitCode
     let certs = CertChecker::new(client.clone(), tls);
     let maintenance = Maintenance::new(
         ReadOnlyFly::new(client),
-        Arc::new(RecordStore::open_read(&global.state)),
+        Arc::new(RecordStore::open_read_at(
+            global.store.as_deref(),
+            &global.state,
+        )?),
         false,
         tx,
         Arc::new(SystemClock),

@@ -56,6 +56,11 @@ pub struct Global {
     /// State directory (deploy records).
     #[arg(long, global = true, env = "OPSCTL_STATE", default_value = ".opsctl")]
     pub state: PathBuf,
+    /// Where records live: the embedded journal under --state (the default, one replica), or
+    /// a PostgreSQL URL (`postgres://USER@HOST/DB`) shared by several `opsctl run` replicas,
+    /// which then elect a leader (docs/scaling.md). A secret: never printed.
+    #[arg(long, global = true, env = "OPSCTL_STORE", hide_env_values = true)]
+    pub store: Option<String>,
     /// Where Fly is: `fly` (the real API), `embedded` (an in-process simulator) or a URL
     /// serving all Fly APIs (e.g. a running `opsctl sim serve`). Token from FLY_API_TOKEN.
     #[arg(long, global = true, env = "OPSCTL_FLY", default_value = "fly")]
@@ -182,11 +187,11 @@ pub fn command() -> clap::Command {
             "validate" => &["manifests", "output"],
             "diff" => &["manifests", "fly", "output"],
             "apply" | "run" | "plan" | "approve" | "maintenance" => {
-                &["manifests", "state", "fly", "output"]
+                &["manifests", "state", "store", "fly", "output"]
             }
-            "status" => &["manifests", "state", "output"],
-            "pending" | "deny" => &["state", "output"],
-            "history" | "demo" | "records" => &["state", "output"],
+            "status" => &["manifests", "state", "store", "output"],
+            "pending" | "deny" | "history" | "records" => &["state", "store", "output"],
+            "demo" => &["state", "output"],
             "import" | "sim" => &["output"],
             _ => return sub,
         };
@@ -214,7 +219,7 @@ pub fn command() -> clap::Command {
 fn hide_unused(sub: clap::Command, uses: &[&str]) -> clap::Command {
     let sub = sub.mut_args(|a| {
         let id = a.get_id().as_str();
-        if ["manifests", "state", "fly", "output"].contains(&id) && !uses.contains(&id) {
+        if ["manifests", "state", "store", "fly", "output"].contains(&id) && !uses.contains(&id) {
             a.hide(true)
         } else {
             a

@@ -24,7 +24,7 @@ pub struct PendingArgs {
 }
 
 pub fn exec(args: PendingArgs, global: &Global) -> anyhow::Result<ExitCode> {
-    let store = RecordStore::open_read(&global.state);
+    let store = RecordStore::open_read_at(global.store.as_deref(), &global.state)?;
     let now = SystemClock.now();
     let mut list = approvals::pending(&store, args.app.as_deref())?;
     list.reverse();

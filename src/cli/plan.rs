@@ -42,9 +42,10 @@ pub struct PlanArgs {
 /// (read-only unless `write`), the system clock, and no stop requests.
 pub fn planner(target: &target::Target, global: &Global, write: bool) -> anyhow::Result<Deployer> {
     let store = if write {
-        RecordStore::open_write(&global.state).context("opening the state directory")?
+        RecordStore::open_write_at(global.store.as_deref(), &global.state)
+            .context("opening the state directory")?
     } else {
-        RecordStore::open_read(&global.state)
+        RecordStore::open_read_at(global.store.as_deref(), &global.state)?
     };
     let (_tx, stop) = tokio::sync::watch::channel(false);
     let mut d = Deployer::new(

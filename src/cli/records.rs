@@ -84,7 +84,7 @@ fn export(
     global: &Global,
 ) -> anyhow::Result<ExitCode> {
     let prefix = pick_prefix(prefix, out.as_deref())?;
-    let store = RecordStore::open_read(&global.state);
+    let store = RecordStore::open_read_at(global.store.as_deref(), &global.state)?;
     let opts = ExportOptions {
         prefix: prefix.clone(),
         ..ExportOptions::default()
@@ -153,7 +153,7 @@ fn import(file: &Path, global: &Global) -> anyhow::Result<ExitCode> {
         }
         Err(e) => return Err(e.into()),
     };
-    let store = RecordStore::open_write(&global.state)?;
+    let store = RecordStore::open_write_at(global.store.as_deref(), &global.state)?;
     let now = crate::runtime::clock::Clock::now(&crate::runtime::clock::SystemClock);
     let s = import_into_store(&store, &parsed, now)?;
     if global.output == Format::Json {

@@ -236,10 +236,106 @@ pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
     // Configuration errors first, before anything starts.
     approval_token(&args)?;
     let target = target::connect(&global.fly).await?;
-    let (mut deployer, stop) = target::deployer(&target, global)?;
+    match global.store.as_deref() {
+        None => {
+            let (deployer, stop) = target::deployer(&target, global)?;
+            serve(&args, global, &target, deployer, stop).await?;
+        }
+        Some(url) => replicated(&args, global, &target, url).await?,
+    }
+    drop(target);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// With `--store postgres://…`: elect a leader among the replicas sharing the store; only the
+/// leader runs the reconciler, the maintenance scheduler and the incident pipeline (the parts
+/// that mutate Fly), each with a stop signal that fires on SIGTERM or when leadership is lost
+/// (the current step parks, recorded; leases released). Record writes are fenced by the lease
+/// epoch, so a replica that lost the lease cannot take another step. The lease is released
+/// only after the tasks stopped, so their last records are still accepted.
+async fn replicated(
+    args: &RunArgs,
+    global: &Global,
+    target: &target::Target,
+    url: &str,
+) -> anyhow::Result<()> {
+    use crate::records::{RecordStore, pg::Fence};
+    use crate::runtime::leader::{Elector, LeaseConfig, holder_id};
+    use tokio::sync::watch;
+    let fence = std::sync::Arc::new(Fence::new("opsctl-run", holder_id()));
+    let store = std::sync::Arc::new(
+        RecordStore::open_postgres(url, &global.state, Some(fence.clone()))
+            .map_err(|e| super::output::coded("config", e.to_string()))?,
+    );
+    let (stop_tx, mut stop) = watch::channel(false);
+    super::signal::handle_stop_requests(stop_tx, global.log_format);
+    let elector = Elector::connect(url, fence, LeaseConfig::default())
+        .await
+        .map_err(|e| super::output::coded("config", e.to_string()))?;
+    let (elect_stop_tx, elect_stop) = watch::channel(false);
+    let (mut leading, election) = elector.spawn(elect_stop);
+    let mut result = Ok(());
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            led = leading.wait_for(Option::is_some) => if led.is_err() { break },
+        }
+        let (term_tx, term) = watch::channel(false);
+        let (mut stop2, mut leading2) = (stop.clone(), leading.clone());
+        let forward = tokio::spawn(async move {
+            tokio::select! {
+                _ = stop2.wait_for(|s| *s) => {}
+                _ = leading2.wait_for(Option::is_none) => {}
+            }
+            let _ = term_tx.send(true);
+        });
+        // The deploy pipeline acts as `deployer`; a refused call leaves an escalation record.
+        let clock: std::sync::Arc<dyn crate::runtime::clock::Clock> =
+            std::sync::Arc::new(crate::runtime::clock::SystemClock);
+        let guard = crate::fly::RoleGuard::default().with_hook(
+            crate::governance::approvals::denial_recorder(store.clone(), clock.clone()),
+        );
+        let mut deployer = crate::runtime::deploy::Deployer::new(
+            target.client.with_role(guard),
+            store.clone(),
+            clock,
+            term.clone(),
+        );
+        deployer.manifests = Some(global.manifests.clone());
+        let served = serve(args, global, target, deployer, term).await;
+        // The forwarder finished: SIGTERM or loss of leadership stopped the tasks. Otherwise
+        // they ended on their own (the reconciler failed): exit with that, as one replica does.
+        let stopped_for_us = forward.is_finished();
+        forward.abort();
+        if *stop.borrow() || !stopped_for_us {
+            result = served;
+            break;
+        }
+        match served {
+            Ok(()) => tracing::warn!("leadership lost: reconciler parked; standing by"),
+            Err(e) => {
+                tracing::warn!(error = %e, "leadership lost: reconciler stopped; standing by")
+            }
+        }
+        // Stand by until the elector says it leads again (a fresh epoch).
+        let _ = leading.wait_for(Option::is_none).await;
+    }
+    let _ = elect_stop_tx.send(true);
+    let _ = election.await;
+    result
+}
+
+/// Run the reconciler, the maintenance scheduler and the incident pipeline until `stop`.
+async fn serve(
+    args: &RunArgs,
+    global: &Global,
+    target: &target::Target,
+    mut deployer: crate::runtime::deploy::Deployer,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<()> {
     deployer.poll = args.poll.get().max(Duration::from_millis(50));
-    let (pipeline, notifier) = incident_pipeline(&args, global, &deployer, stop.clone())?;
-    start_listener(&args, &deployer, stop.clone()).await?;
+    let (pipeline, notifier) = incident_pipeline(args, global, &deployer, stop.clone())?;
+    start_listener(args, &deployer, stop.clone()).await?;
 
     let (signals, incoming) = crate::incident::channel();
     let incidents = tokio::spawn(pipeline.run(incoming, stop.clone()));
@@ -264,6 +360,5 @@ pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
     reconciled?;
     let _ = incidents.await;
     notifier.shutdown().await;
-    drop(target);
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -350,7 +350,7 @@ pub fn exec(args: StatusArgs, global: &Global) -> anyhow::Result<ExitCode> {
             validate::shown(&global.manifests)
         );
     }
-    let store = RecordStore::open_read(&global.state);
+    let store = RecordStore::open_read_at(global.store.as_deref(), &global.state)?;
     let inputs = StatusInputs {
         set: &set,
         store: &store,

@@ -160,7 +160,7 @@ pub fn deployer(
 )> {
     use anyhow::Context;
     let store = std::sync::Arc::new(
-        crate::records::RecordStore::open_write(&global.state)
+        crate::records::RecordStore::open_write_at(global.store.as_deref(), &global.state)
             .context("opening the state directory")?,
     );
     let (stop_tx, stop) = tokio::sync::watch::channel(false);

@@ -242,7 +242,7 @@ fn classify(err: &sqlx::Error, stage: Stage, scrub: &Scrubber) -> DrainError {
 }
 
 /// Removes the URL and its parts from a text.
-struct Scrubber {
+pub(crate) struct Scrubber {
     /// Longest first, so the whole URL goes before any part of it.
     needles: Vec<String>,
 }
@@ -250,7 +250,7 @@ struct Scrubber {
 impl Scrubber {
     const MASK: &'static str = "[redacted]";
 
-    fn from_url(raw: &str, url: &url::Url) -> Self {
+    pub(crate) fn from_url(raw: &str, url: &url::Url) -> Self {
         // Percent-decoding (`+` kept as `+`), through the form decoder `url` exports.
         let decode = |s: &str| {
             url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
@@ -283,7 +283,7 @@ impl Scrubber {
         Self { needles }
     }
 
-    fn scrub(&self, text: &str) -> String {
+    pub(crate) fn scrub(&self, text: &str) -> String {
         let mut out = text.to_string();
         for needle in &self.needles {
             if out.contains(needle.as_str()) {

@@ -13,16 +13,22 @@
 //! `item`).
 //!
 //! The beads `issues.jsonl` export/import and the engineering escalation writer are in
-//! [`beads`]. Not here yet: the PostgreSQL backend (issue #8).
+//! [`beads`].
+//!
+//! PostgreSQL backend (`--store postgres://…`, issue #8): the same snapshots in an append-only
+//! table, for several replicas of `opsctl run` (see [`pg`] and docs/scaling.md). The backend
+//! is chosen at open time ([`RecordStore::open_write_at`], [`RecordStore::open_read_at`]);
+//! every other method is the same for both.
 
 pub mod beads;
 mod deploy;
+pub mod pg;
 mod record;
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +52,21 @@ pub enum StoreError {
     /// Another opsctl process writes to this state directory.
     #[error("another opsctl process is writing to {0} (only one writer per state directory)")]
     Locked(PathBuf),
+    /// The PostgreSQL store failed (unreachable, refused, bad `--store`). The message never
+    /// contains the URL or its parts.
+    #[error("record store (PostgreSQL): {message}")]
+    Database {
+        /// What failed, scrubbed of the URL.
+        message: String,
+    },
+    /// A fenced write from a replica that is no longer the leader (its lease epoch was taken
+    /// over, or it never held one): refused, so a stale leader cannot record, hence cannot
+    /// take, a Fly step.
+    #[error("record write refused: this replica is not the leader (lease epoch {epoch} is stale)")]
+    Fenced {
+        /// The epoch the write was attempted under (0: not held).
+        epoch: i64,
+    },
 }
 
 /// One journal line: a deploy snapshot (`record`) or another record's snapshot (`item`).
@@ -59,12 +80,21 @@ struct Line {
     item: Option<Record>,
 }
 
-/// The embedded record store.
+/// The record store: the embedded journal or PostgreSQL.
 #[derive(Debug)]
 pub struct RecordStore {
     dir: PathBuf,
     journal: PathBuf,
-    writer: Option<Mutex<(File, File)>>,
+    backend: Backend,
+}
+
+/// Where the snapshots live.
+#[derive(Debug)]
+enum Backend {
+    /// `<state>/records.jsonl`; the writer (journal, lock file) when opened for writing.
+    Journal(Option<Mutex<(File, File)>>),
+    /// PostgreSQL.
+    Postgres(pg::PgStore),
 }
 
 impl RecordStore {
@@ -73,8 +103,50 @@ impl RecordStore {
         Self {
             dir: dir.to_owned(),
             journal: dir.join("records.jsonl"),
-            writer: None,
+            backend: Backend::Journal(None),
         }
+    }
+
+    /// Open the store `store` names: `None` for the embedded journal under `dir` (read only),
+    /// a `postgres://` URL for PostgreSQL (`dir` stays the state directory for other files).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] when PostgreSQL cannot be reached or set up.
+    pub fn open_read_at(store: Option<&str>, dir: &Path) -> Result<Self, StoreError> {
+        match store {
+            None => Ok(Self::open_read(dir)),
+            Some(url) => Self::open_postgres(url, dir, None),
+        }
+    }
+
+    /// As [`RecordStore::open_read_at`], for writing (unfenced on PostgreSQL: for one-shot
+    /// commands; `opsctl run` uses [`RecordStore::open_postgres`] with its leader fence).
+    ///
+    /// # Errors
+    /// As [`RecordStore::open_write`] and [`RecordStore::open_postgres`].
+    pub fn open_write_at(store: Option<&str>, dir: &Path) -> Result<Self, StoreError> {
+        match store {
+            None => Self::open_write(dir),
+            Some(url) => Self::open_postgres(url, dir, None),
+        }
+    }
+
+    /// Open the PostgreSQL store at `url` (`postgres://…`; a schema other than `public` with
+    /// `?options=-csearch_path%3DNAME`), creating its tables on first use. With `fence`, every
+    /// append is refused unless the fence's lease epoch is current ([`StoreError::Fenced`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`]: a bad URL, PostgreSQL unreachable, tables not creatable.
+    pub fn open_postgres(
+        url: &str,
+        dir: &Path,
+        fence: Option<Arc<pg::Fence>>,
+    ) -> Result<Self, StoreError> {
+        Ok(Self {
+            dir: dir.to_owned(),
+            journal: dir.join("records.jsonl"),
+            backend: Backend::Postgres(pg::PgStore::open(url, fence)?),
+        })
     }
 
     /// Open `dir` for writing: creates it, takes the writer lock, cuts a torn last line.
@@ -112,7 +184,7 @@ impl RecordStore {
         Ok(Self {
             dir: dir.to_owned(),
             journal,
-            writer: Some(Mutex::new((file, lock))),
+            backend: Backend::Journal(Some(Mutex::new((file, lock)))),
         })
     }
 
@@ -127,6 +199,9 @@ impl RecordStore {
     /// [`StoreError::Io`]; a store opened with [`RecordStore::open_read`] refuses with
     /// `PermissionDenied`.
     pub fn append(&self, record: &DeployRecord) -> Result<(), StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.append(record);
+        }
         self.append_line(&Line {
             v: 1,
             record: Some(record.clone()),
@@ -139,6 +214,9 @@ impl RecordStore {
     /// # Errors
     /// As [`RecordStore::append`].
     pub fn append_record(&self, record: &Record) -> Result<(), StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.append_record(record);
+        }
         self.append_line(&Line {
             v: 1,
             record: None,
@@ -151,7 +229,7 @@ impl RecordStore {
             path: self.journal.clone(),
             source,
         };
-        let Some(writer) = &self.writer else {
+        let Backend::Journal(Some(writer)) = &self.backend else {
             return Err(io(std::io::Error::new(
                 std::io::ErrorKind::PermissionDenied,
                 "store opened read-only",
@@ -170,6 +248,11 @@ impl RecordStore {
     /// # Errors
     /// [`StoreError::Io`] when the journal exists but cannot be read.
     pub fn deploys(&self, app: Option<&str>) -> Result<Vec<DeployRecord>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            let mut latest = pg.deploys(app)?;
+            latest.sort_by(|a, b| b.started_at.cmp(&a.started_at).then(b.id.cmp(&a.id)));
+            return Ok(latest);
+        }
         let mut latest: Vec<DeployRecord> = Vec::new();
         let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         for line in self.lines()? {
@@ -195,6 +278,12 @@ impl RecordStore {
     /// # Errors
     /// [`StoreError::Io`] when the journal exists but cannot be read.
     pub fn records(&self, keep: impl Fn(&Record) -> bool) -> Result<Vec<Record>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            let mut latest = pg.records()?;
+            latest.retain(|r| keep(r));
+            latest.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+            return Ok(latest);
+        }
         let mut latest: Vec<Record> = Vec::new();
         let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         for line in self.lines()? {
@@ -217,6 +306,9 @@ impl RecordStore {
     /// # Errors
     /// [`StoreError::Io`] when the journal exists but cannot be read.
     pub fn history_of(&self, id: &str) -> Result<Vec<Record>, StoreError> {
+        if let Backend::Postgres(pg) = &self.backend {
+            return pg.history_of(id);
+        }
         Ok(self
             .lines()?
             .into_iter()

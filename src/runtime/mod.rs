@@ -4,9 +4,11 @@
 //! - [`deploy`]: the rollout executor (observe → plan → record intent → act → judge → …).
 //! - [`reconciler`]: `opsctl run`, the long-running loop that reacts to git commits.
 //! - [`git`]: reading the manifests checkout's HEAD and watching it for commits.
+//! - [`leader`]: leader election among replicas sharing a PostgreSQL store.
 
 pub mod clock;
 pub mod deploy;
 pub mod git;
+pub mod leader;
 pub mod queue;
 pub mod reconciler;

@@ -100,12 +100,30 @@ impl Deployer {
             loop {
                 tokio::time::sleep(REFRESH).await;
                 for (m, nonce) in &leases {
-                    if let Err(e) = client
-                        .acquire_lease(&app, m, LEASE_TTL_SECS, DESCRIPTION, Some(nonce))
-                        .await
-                    {
-                        tracing::warn!(app = %app, machine = %m, error = %e, "lease refresh failed");
-                    }
+                    // Each refresh runs as a task of its own, which aborting this loop does
+                    // not cancel: a refresh already sent is always followed through.
+                    let (client, app, m, nonce) =
+                        (client.clone(), app.clone(), m.clone(), nonce.clone());
+                    let _ = tokio::spawn(async move {
+                        match client
+                            .acquire_lease(&app, &m, LEASE_TTL_SECS, DESCRIPTION, Some(&nonce))
+                            .await
+                        {
+                            // Our lease was released meanwhile (another process recovered
+                            // this rollout while we were paused, or our own release raced
+                            // this refresh): the refresh took a new lease nobody knows. Give
+                            // it back at once rather than block the machine for a TTL.
+                            Ok(lease) if lease.nonce != nonce => {
+                                tracing::warn!(app = %app, machine = %m, "our lease was released meanwhile; giving the new one back");
+                                let _ = client.release_lease(&app, &m, &lease.nonce).await;
+                            }
+                            Ok(_) => {}
+                            Err(e) => {
+                                tracing::warn!(app = %app, machine = %m, error = %e, "lease refresh failed");
+                            }
+                        }
+                    })
+                    .await;
                 }
             }
         })
