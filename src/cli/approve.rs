@@ -95,9 +95,10 @@ pub async fn approve(args: DecideArgs, global: &Global) -> anyhow::Result<ExitCo
         return Err(coded(
             "approval.stale",
             format!(
-                "approval {} is stale: it was for plan {}, but the observed state changed and the plan is now {}; nothing was approved. The new plan (the next `opsctl apply` or `opsctl run` pass queues it for approval):\n{}",
+                "approval {} is stale: it was for plan {}, but the plan computed now from Fly and the manifests in {} is {} (Fly's state or the manifests changed; pass the same --manifests as `opsctl run`); nothing was approved. The new plan (the next `opsctl apply` or `opsctl run` pass queues it for approval):\n{}",
                 a.id(),
                 a.data.plan_hash,
+                global.manifests.display(),
                 plan.plan_hash,
                 render(&plan, None).trim_end()
             ),

@@ -166,6 +166,12 @@ impl Book {
         if signal.source.starts_with(OWN_SOURCE_PREFIX) {
             return Admission::Held(Held::OwnResponse);
         }
+        if signal.kind == SignalKind::ObserverBlind && !monitoring_path(signal) {
+            // One app's dependency check could not run (a URL not configured, a refused
+            // connection): that check's `unknown`, never an incident, and no reason to hold
+            // back the other signals.
+            return Admission::Held(Held::ObserverBlind);
+        }
         if signal.kind == SignalKind::ObserverBlind {
             self.blind_until = Some(now + self.hold());
             let fresh = !self.open.contains_key(MONITORING_FINGERPRINT);
@@ -374,6 +380,16 @@ fn bump(inc: &mut OpenIncident, at: DateTime<Utc>, now: DateTime<Utc>) {
     }
 }
 
+/// Whether an `observer_blind` signal is about opsctl's view of Fly (Fly's API, or the tool
+/// that reads it, as in the LEI `:enoent` bead) — the monitoring path whose loss holds back every
+/// app's signals (BUG-30) — rather than one app's dependency check that could not run (classes
+/// `redis`, `postgres`, `oban`, `probe`, …), which is only that check's `unknown`.
+pub fn monitoring_path(signal: &Signal) -> bool {
+    signal.app.is_none()
+        || signal.class.starts_with("fly")
+        || signal.class.starts_with("tool_missing")
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
@@ -466,6 +482,33 @@ mod tests {
     /// Case BUG-30 main: the observer goes blind; 40 apps' probes fail at once → one
     /// monitoring incident, no app incident; app incidents again once the observer has been
     /// fine for the hold time.
+    #[test]
+    fn a_dependency_check_that_cannot_run_is_no_incident_and_blinds_nothing() {
+        let mut book = Book::new();
+        let redis_unknown = Signal {
+            app: Some("lowendinsight".into()),
+            kind: SignalKind::ObserverBlind,
+            release: None,
+            class: "redis".into(),
+            source: "maintenance/redis".into(),
+            at: t(0),
+            machine: None,
+            detail: "LEI_REDIS_URL is not set".into(),
+            deploy: None,
+        };
+        assert_eq!(
+            book.admit(&redis_unknown, t(0), || "x".into()),
+            Admission::Held(Held::ObserverBlind)
+        );
+        assert_eq!(book.open().count(), 0, "no monitoring incident");
+        assert!(!book.blind(t(1)));
+        let s = sig("lowendinsight", SignalKind::ProbeFailed, 1, "status:503", 1);
+        assert!(matches!(
+            book.admit(&s, t(1), || "y".into()),
+            Admission::New(_)
+        ));
+    }
+
     #[test]
     fn bug_30_blind_observer_holds_every_app_signal() {
         let mut book = Book::new();
