@@ -11,6 +11,7 @@
 //! | `opsctl_incidents_open` | gauge | | open incidents (read from the record store at scrape time) |
 //! | `opsctl_check_status` | gauge | `check`, `app` | last maintenance result: 0 ok, 1 alert, −1 unknown (from the scheduler's status file at scrape time) |
 //! | `opsctl_check_last_run_timestamp_seconds` | gauge | `check`, `app` | when that result was judged (Unix seconds, UTC) |
+//! | `opsctl_cert_expiry_seconds` | gauge | `app`, `hostname` | seconds until the certificate's notAfter at scrape time (negative once expired), from the last certificate check |
 //!
 //! Not yet: `opsctl_workqueue_depth` (the reconciler does not run on the work queue of
 //! `runtime::queue` yet).
@@ -278,6 +279,20 @@ fn scraped(dir: &Path) -> String {
         out.push_str(&lines);
         out.push_str("# HELP opsctl_check_last_run_timestamp_seconds When the last maintenance result was judged.\n# TYPE opsctl_check_last_run_timestamp_seconds gauge\n# UNIT opsctl_check_last_run_timestamp_seconds seconds\n");
         out.push_str(&times);
+    }
+    if let Ok(certs) = crate::maintenance::certs::load_status(dir) {
+        let now = chrono::Utc::now();
+        out.push_str("# HELP opsctl_cert_expiry_seconds Seconds until the certificate expires (negative once expired).\n# TYPE opsctl_cert_expiry_seconds gauge\n# UNIT opsctl_cert_expiry_seconds seconds\n");
+        for c in certs {
+            if let Some(not_after) = c.last.not_after {
+                out.push_str(&format!(
+                    "opsctl_cert_expiry_seconds{{app=\"{}\",hostname=\"{}\"}} {}\n",
+                    escape(&c.last.app),
+                    escape(&c.last.hostname),
+                    (not_after - now).num_seconds()
+                ));
+            }
+        }
     }
     out
 }
