@@ -49,6 +49,8 @@ pub struct Reconciler {
     /// The last pass failed; `retry_in` is the current backoff.
     failing: bool,
     retry_in: Duration,
+    /// Groups seen on several images with no deploy in flight (BUG-08, `single_image_per_group`).
+    mixed: opsctl_controllers::rollout::mixed::MixedWatch,
 }
 
 /// First retry after a failed pass; doubles up to the resync interval.
@@ -69,6 +71,7 @@ impl Reconciler {
             last_commit: None,
             failing: false,
             retry_in: RETRY_FIRST,
+            mixed: Default::default(),
         }
     }
 
@@ -182,7 +185,9 @@ impl Reconciler {
             let commit = self.last_commit.clone();
             let set = &set;
             let waiting = &mut self.waiting;
-            ok &= async move {
+            let mut seen_mixed = None;
+            let mixed_seen = &mut seen_mixed;
+            let passed = async move {
                 let outcome = match governed_deploy(deployer, set, app, Trigger::Reconcile, commit).await {
                     Ok(Governed::Ran { outcome, .. }) => Ok(outcome),
                     Ok(Governed::Waiting { approval, created, rule, .. }) => {
@@ -203,8 +208,12 @@ impl Reconciler {
                     Err(e) => Err(e),
                 };
                 match outcome {
-                    Ok(Outcome::NothingToDo(d)) if d.is_empty() => tracing::debug!("in sync"),
+                    Ok(Outcome::NothingToDo(d)) if d.is_empty() => {
+                        *mixed_seen = Some(Default::default());
+                        tracing::debug!("in sync");
+                    }
                     Ok(Outcome::NothingToDo(d)) => {
+                        *mixed_seen = Some(crate::runtime::deploy::mixed_of(&d));
                         tracing::warn!(changes = d.changes.len(), "drift that is not applied automatically (scaling)")
                     }
                     Ok(Outcome::Blocked { reason }) => tracing::warn!("{reason}"),
@@ -223,8 +232,47 @@ impl Reconciler {
             }
             .instrument(span)
             .await;
+            ok &= passed;
+            if passed {
+                self.check_single_image(app, seen_mixed).await;
+            }
         }
         ok
+    }
+
+    /// The invariant `single_image_per_group` after every pass of `app` (case BUG-08): groups
+    /// on several images (`seen`: from this pass's diff, else one observation) for more than
+    /// 10 minutes with no deploy in flight → one `mixed_images` signal to the incident
+    /// pipeline. Only with an incident channel; Fly unseen → nothing concluded.
+    async fn check_single_image(
+        &mut self,
+        app: &opsctl_crds::FlyApp,
+        seen: Option<crate::runtime::deploy::MixedGroups>,
+    ) {
+        let Some(tx) = self.incidents.clone() else {
+            return;
+        };
+        let groups = match seen {
+            Some(g) => g,
+            None => match self.deployer.mixed_groups(app).await {
+                Some(g) => g,
+                None => return,
+            },
+        };
+        let deploying = self
+            .deployer
+            .store
+            .deploys(Some(app.app_name()))
+            .ok()
+            .and_then(|d| d.into_iter().next())
+            .is_some_and(|r| r.status == crate::records::DeployStatus::InProgress);
+        let now = self.deployer.clock.now();
+        for signal in self.mixed.observe(app.app_name(), &groups, deploying, now) {
+            tracing::warn!(app = %app.app_name(), class = %signal.class, "{}", signal.detail);
+            if tx.send(signal).await.is_err() {
+                tracing::warn!("incident pipeline is gone; mixed-images signal dropped");
+            }
+        }
     }
 }
 
@@ -237,3 +285,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     parts.join(": ")
 }
+
+#[cfg(test)]
+#[path = "reconciler_mixed_tests.rs"]
+mod mixed_tests;

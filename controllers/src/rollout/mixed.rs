@@ -24,6 +24,7 @@ use super::MachineStep;
 use crate::diff::{AppDiff, Change};
 use crate::history::{PastDeploy, PastOutcome, RollbackChoice, rollback_choice};
 use crate::observed::{CheckState, MachineState, ObservedApp, ObservedMachine};
+use crate::signal::{Signal, SignalKind};
 
 /// How long a group may stay on several images with no deploy in flight before it is an
 /// incident (case BUG-08: "a violation that lasts > 10 min with no deploy in flight").
@@ -252,6 +253,72 @@ pub fn mixed_too_long(first_seen: DateTime<Utc>, now: DateTime<Utc>, deploying: 
     (now - first_seen)
         .to_std()
         .is_ok_and(|lasted| lasted > MIXED_GRACE)
+}
+
+/// Process group → image → machine ids, for the groups of one app that run several images
+/// (the diff's `mixed_images` changes).
+pub type MixedGroups = BTreeMap<String, BTreeMap<String, Vec<String>>>;
+
+/// The reconciler's memory for `single_image_per_group`: since when each `(app, group)` has
+/// been seen on several images with no deploy in flight, and which violations were reported.
+/// Time comes in as arguments (UTC, from the runtime's injected clock).
+#[derive(Debug, Clone, Default)]
+pub struct MixedWatch {
+    since: BTreeMap<(String, String), DateTime<Utc>>,
+    reported: BTreeSet<(String, String)>,
+}
+
+impl MixedWatch {
+    /// Take one observation of `app` at `now`: `mixed` are its groups on several images,
+    /// `deploying` whether a deploy of the app is in flight (then the clock of its groups
+    /// restarts: the deploy is converging them). Returns one [`SignalKind::MixedImages`]
+    /// signal per group whose violation just passed [`MIXED_GRACE`] ([`mixed_too_long`]), once
+    /// per episode; a group seen on one image again is forgotten.
+    pub fn observe(
+        &mut self,
+        app: &str,
+        mixed: &MixedGroups,
+        deploying: bool,
+        now: DateTime<Utc>,
+    ) -> Vec<Signal> {
+        self.since
+            .retain(|(a, g), _| a != app || (mixed.contains_key(g) && !deploying));
+        self.reported
+            .retain(|(a, g)| a != app || mixed.contains_key(g));
+        if deploying {
+            return vec![];
+        }
+        let mut out = Vec::new();
+        for (group, images) in mixed {
+            let key = (app.to_owned(), group.clone());
+            let first = *self.since.entry(key.clone()).or_insert(now);
+            if !mixed_too_long(first, now, deploying) || self.reported.contains(&key) {
+                continue;
+            }
+            self.reported.insert(key);
+            let minutes = (now - first).num_minutes();
+            let list: Vec<String> = images
+                .iter()
+                .map(|(image, ids)| format!("{image}: {}", ids.join(", ")))
+                .collect();
+            out.push(Signal {
+                app: Some(app.to_owned()),
+                kind: SignalKind::MixedImages,
+                release: None,
+                class: format!("mixed_images:{group}"),
+                source: "reconciler/single_image_per_group".into(),
+                at: now,
+                machine: None,
+                detail: format!(
+                    "process group {group} has run {} images for {minutes} min with no deploy in flight ({}); a human decides whether to converge forward or roll back",
+                    images.len(),
+                    list.join("; ")
+                ),
+                deploy: None,
+            });
+        }
+        out
+    }
 }
 
 #[cfg(test)]

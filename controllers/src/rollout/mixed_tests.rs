@@ -204,3 +204,82 @@ fn mixed_for_more_than_ten_minutes_without_a_deploy_is_a_violation() {
         "clock went back"
     );
 }
+
+fn groups(pairs: &[(&str, &str, &str)]) -> MixedGroups {
+    let mut g = MixedGroups::new();
+    for (group, image, id) in pairs {
+        g.entry((*group).to_owned())
+            .or_default()
+            .entry((*image).to_owned())
+            .or_default()
+            .push((*id).to_owned());
+    }
+    g
+}
+
+/// BUG-08 with the injected clock: mixed at T, still mixed at T+10m (no signal), T+10m01s
+/// (one degradation signal), T+30m (not again); a deploy in flight restarts the clock; once
+/// on one image the group is forgotten and a new episode is reported again.
+#[test]
+fn the_watch_signals_once_after_ten_minutes_without_a_deploy() {
+    let mixed = groups(&[("app", OLD, "m1"), ("app", NEW, "m2")]);
+    let none = MixedGroups::new();
+    let t = t0();
+    let mut w = MixedWatch::default();
+    assert!(w.observe("lei", &mixed, false, t).is_empty());
+    assert!(
+        w.observe("lei", &mixed, false, t + Span::minutes(10))
+            .is_empty()
+    );
+    let s = w.observe(
+        "lei",
+        &mixed,
+        false,
+        t + Span::minutes(10) + Span::seconds(1),
+    );
+    assert_eq!(s.len(), 1, "{s:?}");
+    assert_eq!(s[0].kind, crate::signal::SignalKind::MixedImages);
+    assert_eq!(s[0].class, "mixed_images:app");
+    assert!(
+        s[0].detail.contains(&format!("{OLD}: m1")),
+        "{}",
+        s[0].detail
+    );
+    assert!(
+        w.observe("lei", &mixed, false, t + Span::minutes(30))
+            .is_empty()
+    );
+    // Another app's group is its own episode.
+    assert!(
+        w.observe("other", &mixed, false, t + Span::minutes(30))
+            .is_empty()
+    );
+    // A deploy in flight: no signal, and the clock restarts after it.
+    let mut w = MixedWatch::default();
+    w.observe("lei", &mixed, false, t);
+    assert!(
+        w.observe("lei", &mixed, true, t + Span::minutes(11))
+            .is_empty()
+    );
+    assert!(
+        w.observe("lei", &mixed, false, t + Span::minutes(12))
+            .is_empty()
+    );
+    assert_eq!(
+        w.observe("lei", &mixed, false, t + Span::minutes(23)).len(),
+        1
+    );
+    // Converged, then mixed again: a new episode.
+    assert!(
+        w.observe("lei", &none, false, t + Span::minutes(24))
+            .is_empty()
+    );
+    assert!(
+        w.observe("lei", &mixed, false, t + Span::minutes(25))
+            .is_empty()
+    );
+    assert_eq!(
+        w.observe("lei", &mixed, false, t + Span::minutes(36)).len(),
+        1
+    );
+}

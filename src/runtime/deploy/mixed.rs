@@ -14,9 +14,8 @@
 //! - [`Deployer::mixed_groups`]: one observation of which groups run several images, for the
 //!   reconciler's `single_image_per_group` check.
 
-use std::collections::BTreeMap;
-
 use opsctl_controllers::observed::ObservedApp;
+pub use opsctl_controllers::rollout::mixed::MixedGroups;
 use opsctl_controllers::rollout::mixed::MixedRollback;
 use opsctl_controllers::rollout::phase::Phase;
 use opsctl_controllers::rollout::{MachineStep, RolloutPlan};
@@ -29,9 +28,6 @@ use crate::fly::observe::observe_app;
 use crate::records::{
     DeployRecord, DeployStatus, MachineOutcome, MachineResult, ReleaseRef, Trigger,
 };
-
-/// Process group → image → machine ids, for the groups that run more than one image.
-pub type MixedGroups = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 
 impl Deployer {
     /// Roll back every machine of the groups in `rollbacks` that runs the failing image
