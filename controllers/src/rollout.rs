@@ -18,6 +18,7 @@ use opsctl_crds::FlyApp;
 use opsctl_crds::flyapp::{DeploySpec, MachineChecksRule, MaxUnavailable, Strategy};
 use serde::{Deserialize, Serialize};
 
+pub mod mixed;
 pub mod phase;
 pub mod recovery;
 pub mod report;
@@ -43,6 +44,10 @@ pub struct RolloutPlan {
     /// Bluegreen only: every machine to replace (blue); green machines are created beside them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub blue: Vec<MachineStep>,
+    /// Machines of a mixed group already on `image` (BUG-08, [`mixed::peers`]): not updated,
+    /// but leased with the rollout and rolled back with their group if `image` fails.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<MachineStep>,
 }
 
 /// A canary machine to create (flyctl canary, NOTES.md §6.5).
@@ -245,6 +250,11 @@ pub fn plan(
             }
         }
     }
+    let peers = if strategy == Strategy::Bluegreen || (batches.is_empty() && blue.is_empty()) {
+        vec![]
+    } else {
+        mixed::peers(&app.spec.image, observed, diff, &drifted)
+    };
     Ok(RolloutPlan {
         app: diff.app.clone(),
         strategy,
@@ -252,6 +262,7 @@ pub fn plan(
         batches,
         canaries,
         blue,
+        peers,
     })
 }
 

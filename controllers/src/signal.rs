@@ -95,6 +95,10 @@ pub enum SignalKind {
     LogPattern,
     /// opsctl could not observe (Fly API down, 429, tool missing): never the app's fault.
     ObserverBlind,
+    /// A process group left on more than one image for more than 10 minutes with no deploy
+    /// in flight (the invariant `single_image_per_group`, case BUG-08); `class` is
+    /// `mixed_images:<group>`.
+    MixedImages,
 }
 
 impl SignalKind {
@@ -117,6 +121,7 @@ impl SignalKind {
             Self::SloBurn => "slo_burn",
             Self::LogPattern => "log_pattern",
             Self::ObserverBlind => "observer_blind",
+            Self::MixedImages => "mixed_images",
         }
     }
 }

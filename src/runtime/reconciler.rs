@@ -49,6 +49,8 @@ pub struct Reconciler {
     /// The last pass failed; `retry_in` is the current backoff.
     failing: bool,
     retry_in: Duration,
+    /// Groups seen on several images with no deploy in flight (BUG-08, `single_image_per_group`).
+    mixed: opsctl_controllers::rollout::mixed::MixedWatch,
 }
 
 /// First retry after a failed pass; doubles up to the resync interval.
@@ -69,6 +71,7 @@ impl Reconciler {
             last_commit: None,
             failing: false,
             retry_in: RETRY_FIRST,
+            mixed: Default::default(),
         }
     }
 
@@ -186,6 +189,8 @@ impl Reconciler {
             let waiting = &mut self.waiting;
             let started = std::time::Instant::now();
             let name = app.app_name();
+            let mut seen_mixed = None;
+            let mixed_seen = &mut seen_mixed;
             let app_ok = async move {
                 let outcome = match governed_deploy(deployer, set, app, Trigger::Reconcile, commit).await {
                     Ok(Governed::Ran { outcome, .. }) => Ok(outcome),
@@ -211,11 +216,13 @@ impl Reconciler {
                 };
                 match outcome {
                     Ok(Outcome::NothingToDo(d)) if d.is_empty() => {
+                        *mixed_seen = Some(Default::default());
                         tracing::debug!("in sync");
                         metrics.set_drift(name, false);
                         (true, "ok")
                     }
                     Ok(Outcome::NothingToDo(d)) => {
+                        *mixed_seen = Some(crate::runtime::deploy::mixed_of(&d));
                         tracing::warn!(changes = d.changes.len(), "drift that is not applied automatically (scaling)");
                         metrics.set_drift(name, true);
                         (true, "ok")
@@ -244,9 +251,47 @@ impl Reconciler {
             .await;
             metrics.reconciled("deploy", app_ok.1, started.elapsed().as_secs_f64());
             ok &= app_ok.0;
+            if app_ok.0 {
+                self.check_single_image(app, seen_mixed).await;
+            }
         }
         metrics.set_fly_reachable(ok);
         ok
+    }
+
+    /// The invariant `single_image_per_group` after every pass of `app` (case BUG-08): groups
+    /// on several images (`seen`: from this pass's diff, else one observation) for more than
+    /// 10 minutes with no deploy in flight → one `mixed_images` signal to the incident
+    /// pipeline. Only with an incident channel; Fly unseen → nothing concluded.
+    async fn check_single_image(
+        &mut self,
+        app: &opsctl_crds::FlyApp,
+        seen: Option<crate::runtime::deploy::MixedGroups>,
+    ) {
+        let Some(tx) = self.incidents.clone() else {
+            return;
+        };
+        let groups = match seen {
+            Some(g) => g,
+            None => match self.deployer.mixed_groups(app).await {
+                Some(g) => g,
+                None => return,
+            },
+        };
+        let deploying = self
+            .deployer
+            .store
+            .deploys(Some(app.app_name()))
+            .ok()
+            .and_then(|d| d.into_iter().next())
+            .is_some_and(|r| r.status == crate::records::DeployStatus::InProgress);
+        let now = self.deployer.clock.now();
+        for signal in self.mixed.observe(app.app_name(), &groups, deploying, now) {
+            tracing::warn!(app = %app.app_name(), class = %signal.class, "{}", signal.detail);
+            if tx.send(signal).await.is_err() {
+                tracing::warn!("incident pipeline is gone; mixed-images signal dropped");
+            }
+        }
     }
 }
 
@@ -259,3 +304,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     }
     parts.join(": ")
 }
+
+#[cfg(test)]
+#[path = "reconciler_mixed_tests.rs"]
+mod mixed_tests;

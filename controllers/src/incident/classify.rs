@@ -14,6 +14,7 @@
 //! | `redis_down`, probes not failing (ADR §7: Redis is a cache) | degradation | 0.9 | `dependency_down` |
 //! | `postgres_down` with probes failing / without | outage 0.85 / degradation 0.8 | | `database_down` |
 //! | connections, queue growth, cost, certificates, SLO burn | degradation | 0.85 | the signal kind |
+//! | `mixed_images` (a group on several images > 10 min, no deploy in flight; BUG-08) | degradation | 0.9 | `mixed_images` (steps: escalate only) |
 //! | only a child-process exit (`** (EXIT)`, `GenServer … terminating`), nothing down | noise | 0.9 | `child_restarted` |
 //! | the same, more than 5 times in the last hour | degradation | 0.8 | `child_restarts_frequent` |
 //! | a VM-death marker, but nothing down and probes passing | noise | 0.6 | `vm_restarted_recovered` (escalated: below 0.8) |
@@ -211,6 +212,9 @@ pub fn default_steps(class: Classification, reason: &str) -> Vec<Step> {
         Classification::Degradation if reason == "instance_down" => {
             vec![Step::Diagnose, Step::RestartMachine, Step::Escalate]
         }
+        // A group left on several images (BUG-08): a human picks forward or back; no
+        // automatic action.
+        Classification::Degradation if reason == "mixed_images" => vec![Step::Escalate],
         Classification::Degradation => vec![Step::Diagnose, Step::Escalate],
         Classification::Unknown => vec![Step::Diagnose, Step::Escalate],
         Classification::Noise => vec![],
@@ -242,6 +246,7 @@ pub fn builtin(signal: &Signal, ev: &Evidence) -> Verdict {
         | SignalKind::CertNotReady
         | SignalKind::SloBurn => return verdict(Degradation, 0.85, signal.kind.as_str()),
         SignalKind::ObserverBlind => return verdict(Unknown, 0.0, "observer_blind"),
+        SignalKind::MixedImages => return verdict(Degradation, 0.9, "mixed_images"),
         _ => {}
     }
     let markers: Vec<BeamMarker> = ev
@@ -435,6 +440,27 @@ mod tests {
             (Classification::Outage, "deploy_left_zero_healthy")
         );
         assert_eq!(v.steps[0], Step::Rollback);
+    }
+
+    /// BUG-08: a group left on several images with no deploy in flight is a degradation
+    /// whose only default step is to escalate (a human chooses forward or back), whatever
+    /// the machines' state.
+    #[test]
+    fn bug_08_mixed_images_is_degradation_and_only_escalates() {
+        let mut s = signal(SignalKind::MixedImages, "group app on 2 images for 11 min");
+        s.class = "mixed_images:app".into();
+        for e in [ev(3, Some(0), Some(true), &[]), ev(3, None, None, &[])] {
+            let v = classify(&s, &e, &[]);
+            assert_eq!(
+                (v.class, v.reason.as_str()),
+                (Classification::Degradation, "mixed_images")
+            );
+            assert_eq!(v.steps, vec![Step::Escalate]);
+        }
+        assert_eq!(
+            s.fingerprint(),
+            "example-app/mixed_images/42/mixed_images:app"
+        );
     }
 
     #[test]

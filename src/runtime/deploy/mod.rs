@@ -18,6 +18,7 @@ mod escalate;
 mod health;
 mod journal;
 mod leases;
+mod mixed;
 mod recover;
 mod release_command;
 mod rollback;
@@ -47,6 +48,8 @@ use crate::records::{
     Trigger,
 };
 use crate::runtime::clock::Clock;
+
+pub use self::mixed::{MixedGroups, mixed_of};
 
 /// Why a deploy could not run or finish. A deploy that ran and failed is not an error: it is
 /// an [`Outcome::Deployed`] whose record says `failed`/`rolled_back`.
@@ -161,16 +164,39 @@ impl Deployer {
                     source: Box::new(source),
                 })?;
         let drift = diff(app, &observed);
-        let plan = rollout::plan(app, &observed, &drift)?;
-        if plan.is_empty() {
-            return Ok(Outcome::NothingToDo(drift));
-        }
         let history: Vec<PastDeploy> = self
             .store
             .deploys(Some(&name))?
             .iter()
             .map(DeployRecord::past)
             .collect();
+        // Mixed images (BUG-08): the manifest's image already on some machines of a group and
+        // failing there → roll those machines back instead of spreading it; not allowed to →
+        // stop and say so (the mixed group becomes an incident if it stays).
+        let mut rollbacks = Vec::new();
+        for decision in rollout::mixed::decide(&app.spec.image, &observed, &drift, &history) {
+            match decision {
+                rollout::mixed::MixedPlan::Forward { .. } => {}
+                rollout::mixed::MixedPlan::Rollback(rb) => rollbacks.push(rb),
+                rollout::mixed::MixedPlan::Escalate { group, reason } => {
+                    return Ok(Outcome::Blocked {
+                        reason: format!(
+                            "{} fails health on machines of group {group} that already run it (mixed images); not converging forward and not rolling back automatically: {reason}",
+                            app.spec.image
+                        ),
+                    });
+                }
+            }
+        }
+        if !rollbacks.is_empty() {
+            return self
+                .mixed_rollback(app, &observed, rollbacks, trigger, commit)
+                .await;
+        }
+        let plan = rollout::plan(app, &observed, &drift)?;
+        if plan.is_empty() {
+            return Ok(Outcome::NothingToDo(drift));
+        }
         if let Err(block) = may_deploy(
             &history,
             &plan.image,
@@ -290,7 +316,13 @@ impl Deployer {
         self.enter(rec, Phase::Lease)?;
         // Leases first: a deploy that cannot lease every machine changes nothing, not even the
         // release list on Fly.
-        let machines: Vec<String> = plan.touches().map(|s| s.machine.clone()).collect();
+        // The mixed group's machines already on the image too: they are rolled back with the
+        // group if the image fails (BUG-08).
+        let machines: Vec<String> = plan
+            .touches()
+            .chain(&plan.peers)
+            .map(|s| s.machine.clone())
+            .collect();
         self.intend(rec, format!("lease machines {}", machines.join(", ")))?;
         let leases = match self.lease_all(&name, &machines).await {
             Ok(l) => l,
@@ -521,7 +553,9 @@ impl Deployer {
                     "{} could not be updated on release v{}: {e}",
                     step.machine, release.version
                 );
-                return self.fail(app, release, leases, touched, rec, reason).await;
+                return self
+                    .fail_group(app, plan, release, leases, touched, rec, reason)
+                    .await;
             }
             self.done(rec, "updated")?;
             let watched: Vec<(MachineStep, String)> =
@@ -586,7 +620,9 @@ impl Deployer {
                     }
                     rec.health = Some(format!("{}: {failure}", step.machine));
                     let reason = failure_reason(&step.machine, release, &failure);
-                    return self.fail(app, release, leases, touched, rec, reason).await;
+                    return self
+                        .fail_group(app, plan, release, leases, touched, rec, reason)
+                        .await;
                 }
                 Some((step, verdict)) => {
                     let why = match verdict {
@@ -603,7 +639,9 @@ impl Deployer {
         }
         self.enter(rec, Phase::HealthCheck)?;
         if let Err(reason) = self.probe_stage(app, rec).await? {
-            return self.fail(app, release, leases, touched, rec, reason).await;
+            return self
+                .fail_group(app, plan, release, leases, touched, rec, reason)
+                .await;
         }
         let _ = self.client.update_release(&release.id, "complete").await;
         let unverified = rec

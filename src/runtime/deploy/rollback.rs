@@ -28,7 +28,9 @@ impl Deployer {
         rec: &mut DeployRecord,
         reason: String,
     ) -> Result<(), StoreError> {
-        let _ = self.client.update_release(&release.id, "failed").await;
+        if !release.id.is_empty() {
+            let _ = self.client.update_release(&release.id, "failed").await;
+        }
         let steps: Vec<MachineStep> = touched.iter().map(|t| t.step.clone()).collect();
         let Some(mut rb) = rollout::rollback_plan(&steps, false) else {
             return self.finish(rec, DeployStatus::Failed, reason);
