@@ -10,7 +10,7 @@
 //! ```compile_fail,E0599
 //! # async fn f(fly: opsctl::maintenance::ReadOnlyFly) {
 //! // There is no way to mutate through the view:
-//! fly.update_machine("app", "m1", todo!(), None).await;
+//! fly.destroy_machine("app", "m1", true).await;
 //! # }
 //! ```
 
