@@ -222,14 +222,19 @@ impl Metrics {
 
     /// The metrics as OpenMetrics text, plus the gauges read at scrape time from `state`
     /// (open incidents from the record store, maintenance results from the scheduler's
-    /// status file), when given.
-    pub fn render(&self, state: Option<&Path>) -> String {
+    /// status file, certificate expiry), when given, and with `manifests` too the SLO gauges
+    /// (`opsctl_slo_burn_rate`, `opsctl_slo_error_budget_remaining`) of every `HealthSLO`,
+    /// evaluated over the probe samples kept under `state` at the time of the scrape.
+    pub fn render(&self, state: Option<&Path>, manifests: Option<&Path>) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode_registry(&mut out, &self.registry).is_err() {
             out.clear();
         }
         if let Some(dir) = state {
             out.push_str(&scraped(dir));
+            if let Some(manifests) = manifests {
+                out.push_str(&slo_gauges(dir, manifests, chrono::Utc::now()));
+            }
         }
         out.push_str("# EOF\n");
         out
@@ -297,6 +302,58 @@ fn scraped(dir: &Path) -> String {
     out
 }
 
+/// `opsctl_slo_burn_rate{slo,app,sli,window}` (error-budget burn rate over each alert window;
+/// 1.0 spends the budget exactly over the SLO period; windows without samples are left out) and
+/// `opsctl_slo_error_budget_remaining{slo,app,sli}` (fraction of the period's budget left,
+/// negative once overspent), for every `HealthSLO` in `manifests` evaluated at `now` (UTC) over
+/// the samples the app-health check keeps under `state` (`maintenance::slo::SampleStore`).
+/// An invalid manifest set or unreadable samples give no lines (a gap, not a zero).
+fn slo_gauges(state: &Path, manifests: &Path, now: chrono::DateTime<chrono::Utc>) -> String {
+    let Ok(set) = opsctl_crds::load_dir(manifests) else {
+        return String::new();
+    };
+    if set.slos.is_empty() {
+        return String::new();
+    }
+    let samples = crate::maintenance::slo::SampleStore::new(state);
+    let mut burn = String::new();
+    let mut budget = String::new();
+    for slo in &set.slos {
+        let Ok(report) = crate::maintenance::slo::evaluate_slo(&samples, slo, now) else {
+            continue;
+        };
+        for o in &report.objectives {
+            let labels = format!(
+                "slo=\"{}\",app=\"{}\",sli=\"{}\"",
+                escape(&report.slo),
+                escape(&report.app),
+                o.sli.as_str()
+            );
+            if let Some(b) = o.budget_remaining {
+                budget.push_str(&format!(
+                    "opsctl_slo_error_budget_remaining{{{labels}}} {b}\n"
+                ));
+            }
+            for w in &o.burn_rates {
+                if let Some(rate) = w.burn_rate {
+                    let window =
+                        opsctl_crds::DurationStr(std::time::Duration::from_secs(w.window_secs));
+                    burn.push_str(&format!(
+                        "opsctl_slo_burn_rate{{{labels},window=\"{window}\"}} {rate}\n"
+                    ));
+                }
+            }
+        }
+    }
+    let mut out = String::from(
+        "# HELP opsctl_slo_burn_rate Error-budget burn rate over the window (1 spends the budget exactly over the SLO period).\n# TYPE opsctl_slo_burn_rate gauge\n",
+    );
+    out.push_str(&burn);
+    out.push_str("# HELP opsctl_slo_error_budget_remaining Fraction of the SLO period's error budget left (negative once overspent).\n# TYPE opsctl_slo_error_budget_remaining gauge\n");
+    out.push_str(&budget);
+    out
+}
+
 /// A label value with `\`, `"` and newlines escaped (OpenMetrics text format).
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
@@ -322,7 +379,7 @@ mod tests {
         m.fly_request("update", None);
         m.set_drift("lei", true);
         m.deployed("lei", "rolled_back");
-        let text = m.render(None);
+        let text = m.render(None, None);
         for line in [
             "opsctl_reconcile_total{controller=\"deploy\",result=\"ok\"} 1",
             "opsctl_reconcile_duration_seconds_count{controller=\"deploy\"} 1",
@@ -359,8 +416,57 @@ mod tests {
         closed.close("resolved", now);
         store.append_record(&open).unwrap();
         store.append_record(&closed).unwrap();
-        let text = Metrics::new().render(Some(dir.path()));
+        let text = Metrics::new().render(Some(dir.path()), None);
         assert!(text.contains("opsctl_incidents_open 1\n"), "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn slo_burn_rates_and_budget_are_scraped_from_the_samples() {
+        use chrono::TimeZone;
+        use opsctl_controllers::slo::Sample;
+        let state = tempfile::tempdir().unwrap();
+        let manifests = tempfile::tempdir().unwrap();
+        std::fs::write(
+            manifests.path().join("slo.yaml"),
+            "apiVersion: opsctl.dev/v1alpha1\nkind: HealthSLO\nmetadata: {name: lei}\nspec:\n  availability: 99%\n  minSamples: 5\n",
+        )
+        .unwrap();
+        let now = chrono::Utc
+            .with_ymd_and_hms(2026, 11, 29, 12, 0, 0)
+            .unwrap();
+        let samples = crate::maintenance::slo::SampleStore::new(state.path());
+        // 10 probes over the last 5 minutes, 1 failed: 10% bad against a 1% budget = 10×.
+        for i in 0..10 {
+            let at = now - chrono::Duration::seconds(30 * i);
+            let sample = Sample {
+                at,
+                ok: i != 3,
+                latency_ms: 100,
+            };
+            samples.append("lei", sample, now).unwrap();
+        }
+        let text = slo_gauges(state.path(), manifests.path(), now);
+        let line = |prefix: &str| {
+            text.lines()
+                .find(|l| l.starts_with(prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+                .rsplit(' ')
+                .next()
+                .unwrap()
+                .parse::<f64>()
+                .unwrap()
+        };
+        let five_min =
+            line(r#"opsctl_slo_burn_rate{slo="lei",app="lei",sli="availability",window="5m"}"#);
+        assert!((five_min - 10.0).abs() < 1e-9, "{text}");
+        let budget =
+            line(r#"opsctl_slo_error_budget_remaining{slo="lei",app="lei",sli="availability"}"#);
+        assert!((budget - (1.0 - 10.0)).abs() < 1e-9, "{text}");
+        assert!(text.contains("# TYPE opsctl_slo_burn_rate gauge"));
+
+        // An invalid manifest set: no SLO lines at all, never a made-up zero.
+        std::fs::write(manifests.path().join("bad.yaml"), "kind: Nope\n").unwrap();
+        assert_eq!(slo_gauges(state.path(), manifests.path(), now), "");
     }
 }

@@ -190,6 +190,7 @@ fn incident_pipeline(
 /// Bind and serve the HTTP listener (approval endpoint) until `stop`.
 async fn start_listener(
     args: &RunArgs,
+    manifests: PathBuf,
     deployer: &Deployer,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
@@ -223,6 +224,7 @@ async fn start_listener(
     let router = http::router(HttpState {
         approvals,
         state_dir: Some(deployer.store.dir().to_path_buf()),
+        manifests: Some(manifests),
     });
     tokio::spawn(async move {
         if let Err(e) = http::serve(listener, router, stop).await {
@@ -335,7 +337,7 @@ async fn serve(
 ) -> anyhow::Result<()> {
     deployer.poll = args.poll.get().max(Duration::from_millis(50));
     let (pipeline, notifier) = incident_pipeline(args, global, &deployer, stop.clone())?;
-    start_listener(args, &deployer, stop.clone()).await?;
+    start_listener(args, global.manifests.clone(), &deployer, stop.clone()).await?;
 
     let (signals, incoming) = crate::incident::channel();
     let incidents = tokio::spawn(pipeline.run(incoming, stop.clone()));

@@ -225,11 +225,12 @@ impl CertificateDetail {
 impl FlyClient {
     fn certificates_call(&self, path: String) -> Call<'static> {
         Call {
+            scope: crate::fly::client::app_of(&path).to_owned(),
+            read: true,
             method: Method::GET,
             url: format!("{}{path}", self.endpoints.machines),
             path,
             action: "certificates",
-            machine: None,
             body: None,
             nonce: None,
             timeout: REQUEST_TIMEOUT,

@@ -117,12 +117,14 @@ impl FlyClient {
         } else {
             RetryPolicy::NotPerformed
         };
+        let scope = machine.map_or_else(|| app_of(&path).to_owned(), str::to_owned);
         Call {
+            read: method == Method::GET,
             method,
             url: format!("{}{path}", self.endpoints.machines),
             path,
             action,
-            machine,
+            scope,
             body: None,
             nonce: None,
             timeout: REQUEST_TIMEOUT,
@@ -417,6 +419,14 @@ pub(crate) fn to_value<T: Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
+/// The app segment of a Machines API path (`/v1/apps/{app}/…`), the rate-limit scope of calls
+/// that are about no single machine; the whole path when it has none.
+pub(crate) fn app_of(path: &str) -> &str {
+    path.strip_prefix("/v1/apps/")
+        .map(|rest| rest.split('/').next().unwrap_or(rest))
+        .unwrap_or(path)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,6 +435,13 @@ mod tests {
     fn debug_never_shows_the_token() {
         let c = FlyClient::new(Endpoints::fly(), Secret::new("fm2_secret_value")).unwrap();
         assert!(!format!("{c:?}").contains("secret_value"));
+    }
+
+    #[test]
+    fn rate_limit_scope_is_the_app_for_app_wide_calls() {
+        assert_eq!(app_of("/v1/apps/lei/machines"), "lei");
+        assert_eq!(app_of("/v1/apps/lei/certificates/a.example"), "lei");
+        assert_eq!(app_of("/v1/apps/lei"), "lei");
     }
 
     #[test]

@@ -16,6 +16,7 @@ impl FlyClient {
         &self,
         query: &str,
         variables: Value,
+        scope: &str,
         retry: RetryPolicy,
     ) -> Result<Value, FlyError> {
         let request = GraphqlRequest {
@@ -33,7 +34,8 @@ impl FlyClient {
             url: self.endpoints.graphql.clone(),
             path: "/graphql".into(),
             action: "graphql",
-            machine: None,
+            scope: scope.to_owned(),
+            read: query.trim_start().starts_with("query"),
             body: Some(to_value(&request)),
             nonce: None,
             timeout: REQUEST_TIMEOUT,
@@ -75,6 +77,7 @@ impl FlyClient {
             .graphql(
                 QUERY,
                 json!({"appName": app, "limit": limit}),
+                app,
                 RetryPolicy::Idempotent,
             )
             .await?;
@@ -100,7 +103,7 @@ impl FlyClient {
         const QUERY: &str = "mutation($input: CreateReleaseInput!) { createRelease(input: $input) { release { id version } } }";
         let input = json!({"input": {"appId": app, "image": image, "platformVersion": "machines", "strategy": strategy, "definition": {}}});
         let data = self
-            .graphql(QUERY, input, RetryPolicy::NotPerformed)
+            .graphql(QUERY, input, app, RetryPolicy::NotPerformed)
             .await?;
         let release = data
             .pointer("/createRelease/release")
@@ -130,7 +133,7 @@ impl FlyClient {
     pub async fn update_release(&self, release_id: &str, status: &str) -> Result<(), FlyError> {
         const QUERY: &str = "mutation($input: UpdateReleaseInput!) { updateRelease(input: $input) { release { id } } }";
         let vars = json!({"input": {"releaseId": release_id, "status": status}});
-        self.graphql(QUERY, vars, RetryPolicy::Idempotent)
+        self.graphql(QUERY, vars, release_id, RetryPolicy::Idempotent)
             .await
             .map(|_| ())
     }

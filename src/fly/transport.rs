@@ -3,8 +3,10 @@
 //!
 //! Rate limits (NOTES.md §2.9, Fly docs "Machines API rate limits"): Fly allows 1 request/s per
 //! action per machine with a burst of 3, and 5/s with a burst of 10 for getting a machine. The
-//! client keeps under them itself with a GCRA limiter keyed by (action, machine), so a large
-//! app never provokes a 429 storm; a 429 that still comes is retried after `Retry-After`.
+//! client keeps under them itself with a GCRA limiter keyed by (action, scope), where the scope
+//! is the machine a call is about, else its app ("per machine, or per app, depending on
+//! request"): a large app never provokes a 429 storm, and one app's calls never wait for
+//! another's. A 429 that still comes is retried after `Retry-After`.
 //!
 //! Retries (flyctl `flapsutil/retry.go`, fly-go `http.go`): idempotent calls (reads, lease
 //! release, wait) on 429, 5xx and transport errors; any call on 429 (Fly did not perform it)
@@ -43,8 +45,11 @@ pub(crate) struct Call<'a> {
     pub path: String,
     /// Rate-limit action name (`get`, `update`, `lease`, `wait`, …).
     pub action: &'static str,
-    /// Machine the call is about, if any (rate limits are per machine).
-    pub machine: Option<&'a str>,
+    /// What Fly scopes the call's rate limit by: the machine id for calls about one machine,
+    /// else the app name (NOTES.md §2.9).
+    pub scope: String,
+    /// Whether the call only reads (the 5 req/s bucket) or may change something (1 req/s).
+    pub read: bool,
     pub body: Option<Value>,
     pub nonce: Option<&'a str>,
     pub timeout: Duration,
@@ -135,12 +140,8 @@ impl Transport {
     }
 
     async fn throttle(&self, call: &Call<'_>) {
-        let key = (call.action, call.machine.unwrap_or_default().to_owned());
-        let limiter = if call.method == Method::GET {
-            &self.reads
-        } else {
-            &self.writes
-        };
+        let key = (call.action, call.scope.clone());
+        let limiter = if call.read { &self.reads } else { &self.writes };
         limiter.until_key_ready(&key).await;
     }
 

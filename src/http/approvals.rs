@@ -311,6 +311,7 @@ mod tests {
         let router = crate::http::router(crate::http::HttpState {
             approvals: None,
             state_dir: None,
+            manifests: None,
         });
         let req = post("/approvals/x/approve", Some("Bearer x"), "{}");
         assert_eq!(

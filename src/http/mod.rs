@@ -25,19 +25,23 @@ pub struct HttpState {
     pub approvals: Option<approvals::ApprovalState>,
     /// State directory: `/metrics` reads open incidents and maintenance results from it.
     pub state_dir: Option<PathBuf>,
+    /// Manifests directory: `/metrics` evaluates its `HealthSLO`s at scrape time.
+    pub manifests: Option<PathBuf>,
 }
 
 /// The router with every route enabled by `state`.
 pub fn router(state: HttpState) -> Router {
     let state_dir = state.state_dir.clone();
+    let manifests = state.manifests.clone();
     let mut router = Router::new()
         .route(
             "/metrics",
             get(move || {
                 let dir = state_dir.clone();
+                let manifests = manifests.clone();
                 async move {
                     let text = tokio::task::spawn_blocking(move || {
-                        crate::metrics::global().render(dir.as_deref())
+                        crate::metrics::global().render(dir.as_deref(), manifests.as_deref())
                     })
                     .await
                     .unwrap_or_default();
