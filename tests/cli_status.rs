@@ -236,3 +236,46 @@ fn status_before_the_first_maintenance_run_says_so() {
     assert!(text.contains("not checked yet"), "{text}");
     assert!(text.contains("no open incident"), "{text}");
 }
+
+/// What `opsctl status` shows is also on `/metrics` at scrape time: check results, certificate
+/// expiry in seconds, SLO burn rates per window and the budget left, open incidents.
+#[test]
+fn metrics_scrape_the_same_state_as_status() {
+    let ws = workspace();
+    let now = Utc::now();
+    lay_down_state(&ws, now);
+    let text = opsctl::metrics::Metrics::new().render(Some(&ws.state()), Some(&ws.manifests()));
+    let value = |prefix: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in\n{text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("opsctl_incidents_open "), 1.0);
+    assert_eq!(
+        value(&format!(
+            "opsctl_check_status{{check=\"redis\",app=\"{APP}\"}}"
+        )),
+        1.0
+    );
+    // Checked an hour ago with 13 days 2 hours left: 13 days 1 hour from now, give or take
+    // the seconds this test takes.
+    let expiry = value(&format!(
+        "opsctl_cert_expiry_seconds{{app=\"{APP}\",hostname=\"{HOST}\"}}"
+    ));
+    let expected = (13 * 86_400 + 3_600) as f64;
+    assert!((expected - 60.0..=expected).contains(&expiry), "{expiry}");
+    let labels = format!("slo=\"{APP}-home\",app=\"{APP}\",sli=\"availability\"");
+    assert_eq!(
+        value(&format!("opsctl_slo_burn_rate{{{labels},window=\"5m\"}}")),
+        0.0
+    );
+    let day = value(&format!("opsctl_slo_burn_rate{{{labels},window=\"24h\"}}"));
+    assert!((day - 0.5).abs() < 1e-9, "{day}");
+    let budget = value(&format!("opsctl_slo_error_budget_remaining{{{labels}}}"));
+    assert!((budget - 0.5).abs() < 1e-9, "{budget}");
+}
