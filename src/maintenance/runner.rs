@@ -173,8 +173,14 @@ impl Maintenance {
         for app in &set.apps {
             let name = app.app_name();
             let judgement = match check {
-                CheckName::AppHealth => Some(self.app_health(app, schedule, &set.slos).await),
-                CheckName::MachineStatus => Some(self.machine_status(name, schedule).await),
+                CheckName::AppHealth => {
+                    let j = self.app_health(app, schedule, &set.slos).await;
+                    Some(self.unless_rolling_out(name, j))
+                }
+                CheckName::MachineStatus => {
+                    let j = self.machine_status(name, schedule).await;
+                    Some(self.unless_rolling_out(name, j))
+                }
                 CheckName::PostgresConnections => self.postgres(app, schedule).await,
                 CheckName::Redis => self.redis(app, schedule).await,
                 CheckName::ObanQueueDepth => self.oban(app, schedule).await,
@@ -186,6 +192,22 @@ impl Maintenance {
             }
         }
         results
+    }
+
+    /// `j`, or [`Judgement::during_rollout`] when `app` has a deploy in flight (its newest
+    /// deploy record is `in_progress`): the rollout owns the app's health meanwhile. A store
+    /// that cannot be read counts as no deploy: the check then raises what it sees.
+    fn unless_rolling_out(&self, app: &str, j: Judgement) -> Judgement {
+        let in_flight = self
+            .store
+            .deploys(Some(app))
+            .ok()
+            .and_then(|d| d.into_iter().next())
+            .filter(|d| d.status == crate::records::DeployStatus::InProgress);
+        match in_flight {
+            Some(d) => j.during_rollout(&d.id),
+            None => j,
+        }
     }
 
     async fn list(

@@ -130,6 +130,24 @@ impl Judgement {
         }
     }
 
+    /// The same judgement of an app whose deploy is in flight: the rollout owns the app's health
+    /// then (it judges every batch and rolls back a bad release itself), so the app's own
+    /// signals (machines down, probes failing) are held back instead of opening a second
+    /// incident for machines the rollout is replacing or rolling back. Blindness
+    /// ([`SignalKind::ObserverBlind`]) still goes out: it is about our view, not the app. The
+    /// status stays as judged, and the summary says why nothing was raised.
+    pub fn during_rollout(mut self, deploy: &str) -> Self {
+        let before = self.signals.len();
+        self.signals.retain(|s| s.kind == SignalKind::ObserverBlind);
+        if self.signals.len() < before {
+            self.summary = format!(
+                "{} (deploy {deploy} in flight: the rollout judges health; no signal raised)",
+                self.summary
+            );
+        }
+        self
+    }
+
     /// The fingerprints of its signals, sorted and deduplicated: with `status`, what "the same
     /// finding as last time" means (a finding is recorded only when this changes).
     pub fn fingerprints(&self) -> Vec<String> {
@@ -186,5 +204,43 @@ pub(crate) fn signal(
         machine: None,
         detail: detail.into(),
         deploy: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signal(kind: SignalKind, class: &str) -> Signal {
+        Signal {
+            app: Some("lei".into()),
+            kind,
+            release: Some(7),
+            class: class.into(),
+            source: "maintenance/machines".into(),
+            at: DateTime::<Utc>::UNIX_EPOCH,
+            machine: Some("m1".into()),
+            detail: String::new(),
+            deploy: None,
+        }
+    }
+
+    #[test]
+    fn a_rollout_holds_back_app_signals_but_not_blindness() {
+        let j = Judgement::alert(
+            "1 down",
+            vec![
+                signal(SignalKind::MachineDown, "stopped"),
+                signal(SignalKind::ObserverBlind, FLY_API_BLIND),
+            ],
+        )
+        .during_rollout("d-1");
+        assert_eq!(j.status, Status::Alert);
+        assert_eq!(j.signals.len(), 1);
+        assert_eq!(j.signals[0].kind, SignalKind::ObserverBlind);
+        assert!(j.summary.contains("deploy d-1 in flight"), "{}", j.summary);
+
+        let quiet = Judgement::ok("all fine").during_rollout("d-1");
+        assert_eq!(quiet.summary, "all fine");
     }
 }
