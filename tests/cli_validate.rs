@@ -94,3 +94,34 @@ fn json_output_lists_errors_with_positions() {
     assert_eq!(v["valid"], false);
     assert_eq!(v["errors"][0]["line"], 9);
 }
+
+/// Every kind in the set is counted, not only FlyApps, in text and in JSON.
+#[test]
+fn validate_counts_every_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.yaml"), GOOD).unwrap();
+    std::fs::write(
+        dir.path().join("slo.yaml"),
+        "apiVersion: opsctl.dev/v1alpha1\nkind: HealthSLO\nmetadata: {name: web}\nspec:\n  availability: 99.9%\n",
+    )
+    .unwrap();
+    let out = opsctl().arg("validate").arg(dir.path()).output().unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("1 FlyApp manifest(s): web"), "{t}");
+    assert!(t.contains("1 HealthSLO"), "{t}");
+    assert!(
+        !t.contains("CertWindow"),
+        "kinds with none are left out: {t}"
+    );
+
+    let out = opsctl()
+        .args(["-o", "json", "validate"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["kinds"]["FlyApp"], 1);
+    assert_eq!(v["kinds"]["HealthSLO"], 1);
+    assert_eq!(v["kinds"]["CertWindow"], 0);
+}

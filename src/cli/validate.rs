@@ -32,8 +32,16 @@ pub fn exec(args: ValidateArgs, global: &Global) -> anyhow::Result<ExitCode> {
             .iter()
             .flat_map(|s| s.apps.iter().map(|a| a.app_name()))
             .collect();
+        let kinds: serde_json::Map<String, serde_json::Value> = set
+            .iter()
+            .flat_map(|s| {
+                std::iter::once(("FlyApp", s.apps.len()))
+                    .chain(other_kinds(s))
+                    .map(|(k, n)| (k.to_owned(), json!(n)))
+            })
+            .collect();
         print_json(
-            &json!({"kind": "validation", "dir": dir, "valid": valid, "apps": apps, "errors": errors, "warnings": warnings}),
+            &json!({"kind": "validation", "dir": dir, "valid": valid, "apps": apps, "kinds": kinds, "errors": errors, "warnings": warnings}),
         )?;
     } else {
         let mut text = String::new();
@@ -66,11 +74,29 @@ fn summary(set: &ManifestSet) -> String {
         return "ok, but empty: no manifests (*.yaml, *.yml) found\n".to_owned();
     }
     let apps: Vec<&str> = set.apps.iter().map(|a| a.app_name()).collect();
-    format!(
+    let mut out = format!(
         "ok: {} FlyApp manifest(s): {}\n",
         apps.len(),
         apps.join(", ")
-    )
+    );
+    for (kind, n) in other_kinds(set) {
+        if n > 0 {
+            out.push_str(&format!("    {n} {kind}\n"));
+        }
+    }
+    out
+}
+
+/// How many manifests of each kind besides `FlyApp` the set holds, in DESIGN order.
+fn other_kinds(set: &ManifestSet) -> [(&'static str, usize); 6] {
+    [
+        ("GovernancePolicy", set.policies.len()),
+        ("HealthSLO", set.slos.len()),
+        ("CertWindow", set.cert_windows.len()),
+        ("MaintenanceSchedule", set.schedules.len()),
+        ("Runbook", set.runbooks.len()),
+        ("AlertRoute", set.alert_routes.len()),
+    ]
 }
 
 /// `file:line:column: error: message` plus an indented help line.
