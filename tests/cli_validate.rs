@@ -125,3 +125,39 @@ fn validate_counts_every_kind() {
     assert_eq!(v["kinds"]["HealthSLO"], 1);
     assert_eq!(v["kinds"]["CertWindow"], 0);
 }
+
+/// An AlertRoute whose beads target points at a repository that is not on this machine is a
+/// warning naming the file and field (the set stays valid; `--deny-warnings` fails it); with
+/// the repository checked out there, no warning.
+#[test]
+fn a_beads_target_outside_any_directory_is_a_warning() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("manifests");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("app.yaml"), GOOD).unwrap();
+    std::fs::write(
+        dir.join("routes.yaml"),
+        "apiVersion: opsctl.dev/v1alpha1\nkind: AlertRoute\nmetadata: {name: eng}\nspec:\n  match: {kinds: [escalation]}\n  targets: [{beads: {path: ../eng-repo/.beads/issues.jsonl, prefix: web}}]\n",
+    )
+    .unwrap();
+    let validate = |deny: bool| {
+        let mut c = opsctl();
+        c.arg("validate");
+        if deny {
+            c.arg("--deny-warnings");
+        }
+        c.arg(&dir).output().unwrap()
+    };
+    let out = validate(false);
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("routes.yaml"), "{t}");
+    assert!(t.contains("spec.targets[].beads.path"), "{t}");
+    assert!(t.contains("eng-repo"), "{t}");
+    assert_eq!(validate(true).status.code(), Some(1));
+
+    std::fs::create_dir_all(root.path().join("eng-repo/.beads")).unwrap();
+    let out = validate(true);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!text(&out).contains("eng-repo"), "{}", text(&out));
+}

@@ -167,6 +167,9 @@ fn incident_pipeline(
     let mut pipeline = IncidentPipeline::new(incident_deployer, IncidentConfig::default());
     pipeline.manifests = Some(global.manifests.clone());
     let routes = AlertRoutes::from_manifests(&set.alert_routes);
+    for (route, path) in routes.missing_beads_dirs() {
+        tracing::warn!(route, path = %path.display(), "AlertRoute beads target is not in an existing directory: escalations to it will fail");
+    }
     let notifier = Notifier::start(
         routes.clone(),
         NotifierConfig::default(),

@@ -23,7 +23,11 @@ pub struct ValidateArgs {
 pub fn exec(args: ValidateArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let dir = args.dir.unwrap_or_else(|| global.manifests.clone());
     let (errors, warnings, set) = match load_dir(&dir) {
-        Ok(set) => (vec![], set.warnings.clone(), Some(set)),
+        Ok(set) => {
+            let mut warnings = set.warnings.clone();
+            warnings.extend(machine_warnings(&set));
+            (vec![], warnings, Some(set))
+        }
         Err(e) => (e.diagnostics, e.warnings, None),
     };
     let valid = errors.is_empty() && (warnings.is_empty() || !args.deny_warnings);
@@ -69,16 +73,47 @@ pub fn exec(args: ValidateArgs, global: &Global) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// What a valid set refers to on this machine that is not there: an `AlertRoute` beads target
+/// whose repository's `.beads/` directory does not exist (escalations to it would fail).
+fn machine_warnings(set: &ManifestSet) -> Vec<Diagnostic> {
+    crate::notify::AlertRoutes::from_manifests(&set.alert_routes)
+        .missing_beads_dirs()
+        .into_iter()
+        .map(|(route, path)| Diagnostic {
+            file: set
+                .alert_routes
+                .iter()
+                .find(|m| m.name() == route)
+                .map(|m| m.file.clone())
+                .unwrap_or_default(),
+            line: 0,
+            column: 0,
+            field: Some("spec.targets[].beads.path".into()),
+            message: format!(
+                "AlertRoute {route}: {} is not in an existing directory; escalations to it will fail",
+                path.display()
+            ),
+            help: Some(
+                "check out the engineering repository there (with its .beads/ directory), or fix the path (relative to this manifest's directory)".into(),
+            ),
+        })
+        .collect()
+}
+
 fn summary(set: &ManifestSet) -> String {
     if set.found_no_files() {
         return "ok, but empty: no manifests (*.yaml, *.yml) found\n".to_owned();
     }
     let apps: Vec<&str> = set.apps.iter().map(|a| a.app_name()).collect();
-    let mut out = format!(
-        "ok: {} FlyApp manifest(s): {}\n",
-        apps.len(),
-        apps.join(", ")
-    );
+    let mut out = if apps.is_empty() {
+        "ok: no FlyApp manifests\n".to_owned()
+    } else {
+        format!(
+            "ok: {} FlyApp manifest(s): {}\n",
+            apps.len(),
+            apps.join(", ")
+        )
+    };
     for (kind, n) in other_kinds(set) {
         if n > 0 {
             out.push_str(&format!("    {n} {kind}\n"));

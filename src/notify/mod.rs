@@ -25,7 +25,7 @@ mod escalate;
 pub mod handoff;
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -206,6 +206,24 @@ impl AlertRoutes {
                 })
                 .collect(),
         }
+    }
+
+    /// Beads targets whose engineering repository is not there: `(route name, resolved
+    /// issues.jsonl path)` for each whose parent directory (the repository's `.beads/`) does
+    /// not exist, so escalations to it would fail. Not a load error (the path is on this
+    /// machine, not in the manifests): `validate` warns, `run` logs it at start.
+    pub fn missing_beads_dirs(&self) -> Vec<(String, PathBuf)> {
+        let mut out = Vec::new();
+        for r in &self.routes {
+            for t in &r.targets {
+                let Some(b) = &t.beads else { continue };
+                let path = r.base.join(&b.path);
+                if !path.parent().is_some_and(Path::is_dir) {
+                    out.push((r.name.clone(), path));
+                }
+            }
+        }
+        out
     }
 
     /// Targets of every route whose `match` takes an event of `kind` about `app` at
