@@ -1,215 +1,23 @@
-//! One run of one maintenance check over every `FlyApp`: observe (read-only), judge (the pure
-//! `opsctl_controllers::maintenance` judges), then report: the signals go to the incident
-//! pipeline's channel on every run, and a `Check` record is written only when a check's
-//! finding for an app changes (status or signal fingerprints), so a long outage is one record,
-//! not one per run. A finding that clears closes its record (`resolved`). Each cost snapshot is
-//! recorded as a `CostSnapshot` record.
-//!
-//! Where the checks connect: the `FlyApp`'s `spec.health.dependencies` names the environment
-//! variables (of opsctl's own process) holding the URLs — `redis.urlEnv`, `postgres.urlEnv`,
-//! `oban.databaseUrlEnv` (else `spec.deploy.drain.oban.databaseUrlEnv`). An app that declares
-//! none is not checked for it. Values are [`Secret`]s, read through the [`EnvLookup`] given
-//! to [`Maintenance::new`].
+//! The checks of a maintenance run, one method each: observe read-only (Fly through
+//! [`ReadOnlyFly`], PostgreSQL, Redis, HTTP probes, the certificate checker), then judge with
+//! the pure `opsctl_controllers::maintenance` judges. Reporting is in the parent module.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use opsctl_controllers::maintenance::{
     self as judges, Judgement, Observation, Status, cost, health, machines, oban,
 };
-use opsctl_controllers::signal::Signal;
 use opsctl_crds::kinds::maintenance::{CheckName, MaintenanceScheduleSpec};
 use opsctl_crds::{FlyApp, ManifestSet};
-use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
 
-use super::certs::CertChecker;
-use super::fly_view::ReadOnlyFly;
-use super::slo::SloTracker;
-use super::{machines as convert, postgres, redis};
+use super::{AppResult, Maintenance};
 use crate::fly::wire;
+use crate::maintenance::{machines as convert, postgres, redis};
 use crate::probes::ProbeResult;
-use crate::probes::http::HttpProber;
-use crate::records::{Record, RecordKind, RecordStatus, RecordStore};
-use crate::runtime::clock::Clock;
-use crate::secret::Secret;
-
-/// Reads an environment variable of opsctl's process by name (injected so tests need not
-/// change the process environment).
-pub type EnvLookup = Arc<dyn Fn(&str) -> Option<Secret> + Send + Sync>;
-
-/// The process environment; empty values count as unset.
-pub fn process_env() -> EnvLookup {
-    Arc::new(|name| {
-        std::env::var(name)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .map(Secret::new)
-    })
-}
-
-/// The result of one check on one app, as `opsctl status` and `opsctl maintenance` show it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AppResult {
-    /// Fly app name.
-    pub app: String,
-    /// `ok`, `alert` or `unknown`.
-    pub status: Status,
-    /// One line for people.
-    pub summary: String,
-    /// Fingerprints of the signals raised (`app/kind/release/class`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub signals: Vec<String>,
-    /// When it was judged (UTC).
-    pub at: DateTime<Utc>,
-}
-
-/// Runs maintenance checks. Cheap to share (`Arc`); one instance per process keeps the Oban
-/// histories and the last finding per check and app.
-pub struct Maintenance {
-    fly: ReadOnlyFly,
-    store: Arc<RecordStore>,
-    record: bool,
-    signals: mpsc::Sender<Signal>,
-    clock: Arc<dyn Clock>,
-    env: EnvLookup,
-    prober: Option<HttpProber>,
-    certs: Option<CertChecker>,
-    slo: Option<SloTracker>,
-    state: Mutex<State>,
-}
-
-#[derive(Default)]
-struct State {
-    /// Last finding per (check, app), and its open record when it has one.
-    last: HashMap<(CheckName, String), Last>,
-    /// `available` samples per (app, queue), oldest first.
-    oban: HashMap<(String, String), VecDeque<u64>>,
-    /// Signals the incident pipeline's channel had no room for.
-    dropped_signals: u64,
-}
-
-#[derive(Clone)]
-struct Last {
-    status: Status,
-    fingerprints: Vec<String>,
-    open: Option<Record>,
-}
+use crate::records::{Record, RecordKind};
 
 impl Maintenance {
-    /// A runner reading Fly through `fly`, keeping findings in `store` (written only when
-    /// `record` is true: `opsctl maintenance run-once` reads the store but does not write),
-    /// sending signals on `signals`, taking `now` from `clock` and URLs from `env`.
-    pub fn new(
-        fly: ReadOnlyFly,
-        store: Arc<RecordStore>,
-        record: bool,
-        signals: mpsc::Sender<Signal>,
-        clock: Arc<dyn Clock>,
-        env: EnvLookup,
-    ) -> Self {
-        Self {
-            fly,
-            store,
-            record,
-            signals,
-            clock,
-            env,
-            prober: HttpProber::new().ok(),
-            certs: None,
-            slo: None,
-            state: Mutex::new(State::default()),
-        }
-    }
-
-    /// Run [`CheckName::CertExpiry`] with `certs` (without one, that check has nothing to
-    /// look at and reports no result).
-    pub fn with_certs(mut self, certs: CertChecker) -> Self {
-        self.certs = Some(certs);
-        self
-    }
-
-    /// Keep every external probe result of [`CheckName::AppHealth`] in `slo`'s sample store
-    /// and evaluate the app's `HealthSLO`s after each run (without one, SLOs are not tracked).
-    pub fn with_slo(mut self, slo: SloTracker) -> Self {
-        self.slo = Some(slo);
-        self
-    }
-
-    /// The certificate checker, when there is one (its `status()` is the per-hostname view).
-    pub fn certs(&self) -> Option<&CertChecker> {
-        self.certs.as_ref()
-    }
-
-    /// The SLO tracker, when there is one.
-    pub fn slo(&self) -> Option<&SloTracker> {
-        self.slo.as_ref()
-    }
-
-    /// Signals dropped because the incident pipeline's channel was full.
-    pub fn dropped_signals(&self) -> u64 {
-        self.lock().dropped_signals
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// Run `check` once over every app of `set` and report each result. Apps for which the
-    /// check has nothing to look at (no Redis declared, …) are left out.
-    /// [`CheckName::CertExpiry`] runs the [`CertChecker`] (only due hostnames are checked) and
-    /// reports one result per app that has a `CertWindow`, from the last assessment of each of
-    /// its hostnames; without a checker it reports nothing.
-    pub async fn run(&self, check: CheckName, set: &ManifestSet) -> Vec<AppResult> {
-        if check == CheckName::CertExpiry {
-            return self.cert_expiry(set).await;
-        }
-        let default = MaintenanceScheduleSpec::default();
-        let schedule = set.schedules.first().map_or(&default, |m| &m.spec);
-        let mut results = Vec::new();
-        for app in &set.apps {
-            let name = app.app_name();
-            let judgement = match check {
-                CheckName::AppHealth => {
-                    let j = self.app_health(app, schedule, &set.slos).await;
-                    Some(self.unless_rolling_out(name, j))
-                }
-                CheckName::MachineStatus => {
-                    let j = self.machine_status(name, schedule).await;
-                    Some(self.unless_rolling_out(name, j))
-                }
-                CheckName::PostgresConnections => self.postgres(app, schedule).await,
-                CheckName::Redis => self.redis(app, schedule).await,
-                CheckName::ObanQueueDepth => self.oban(app, schedule).await,
-                CheckName::CostSnapshot => Some(self.cost(name, schedule).await),
-                CheckName::CertExpiry => None, // handled above
-            };
-            if let Some(j) = judgement {
-                results.push(self.report(check, name, j));
-            }
-        }
-        results
-    }
-
-    /// `j`, or [`Judgement::during_rollout`] when `app` has a deploy in flight (its newest
-    /// deploy record is `in_progress`): the rollout owns the app's health meanwhile. A store
-    /// that cannot be read counts as no deploy: the check then raises what it sees.
-    fn unless_rolling_out(&self, app: &str, j: Judgement) -> Judgement {
-        let in_flight = self
-            .store
-            .deploys(Some(app))
-            .ok()
-            .and_then(|d| d.into_iter().next())
-            .filter(|d| d.status == crate::records::DeployStatus::InProgress);
-        match in_flight {
-            Some(d) => j.during_rollout(&d.id),
-            None => j,
-        }
-    }
-
     async fn list(
         &self,
         app: &str,
@@ -231,7 +39,11 @@ impl Maintenance {
         }
     }
 
-    async fn machine_status(&self, app: &str, schedule: &MaintenanceScheduleSpec) -> Judgement {
+    pub(super) async fn machine_status(
+        &self,
+        app: &str,
+        schedule: &MaintenanceScheduleSpec,
+    ) -> Judgement {
         let now = self.clock.now();
         match self.list(app, schedule, CheckName::MachineStatus).await {
             Observation::Seen(list) => {
@@ -244,7 +56,7 @@ impl Maintenance {
         }
     }
 
-    async fn app_health(
+    pub(super) async fn app_health(
         &self,
         app: &FlyApp,
         schedule: &MaintenanceScheduleSpec,
@@ -338,7 +150,7 @@ impl Maintenance {
 
     /// The certificate check: run the checker (due hostnames only), then one judgement per
     /// app from the last assessment of each of its hostnames.
-    async fn cert_expiry(&self, set: &ManifestSet) -> Vec<AppResult> {
+    pub(super) async fn cert_expiry(&self, set: &ManifestSet) -> Vec<AppResult> {
         let Some(certs) = &self.certs else {
             return Vec::new();
         };
@@ -356,7 +168,7 @@ impl Maintenance {
         results
     }
 
-    async fn postgres(
+    pub(super) async fn postgres(
         &self,
         app: &FlyApp,
         schedule: &MaintenanceScheduleSpec,
@@ -375,7 +187,11 @@ impl Maintenance {
         ))
     }
 
-    async fn redis(&self, app: &FlyApp, schedule: &MaintenanceScheduleSpec) -> Option<Judgement> {
+    pub(super) async fn redis(
+        &self,
+        app: &FlyApp,
+        schedule: &MaintenanceScheduleSpec,
+    ) -> Option<Judgement> {
         let dep = app.spec.health.dependencies.as_ref()?.redis.as_ref()?;
         let timeout = schedule
             .checks
@@ -389,7 +205,11 @@ impl Maintenance {
         ))
     }
 
-    async fn oban(&self, app: &FlyApp, schedule: &MaintenanceScheduleSpec) -> Option<Judgement> {
+    pub(super) async fn oban(
+        &self,
+        app: &FlyApp,
+        schedule: &MaintenanceScheduleSpec,
+    ) -> Option<Judgement> {
         let (env, queues) = match app
             .spec
             .health
@@ -437,7 +257,7 @@ impl Maintenance {
         Some(oban::judge(name, &seen, rule, self.clock.now()))
     }
 
-    async fn cost(&self, app: &str, schedule: &MaintenanceScheduleSpec) -> Judgement {
+    pub(super) async fn cost(&self, app: &str, schedule: &MaintenanceScheduleSpec) -> Judgement {
         let now = self.clock.now();
         let list = match self.list(app, schedule, CheckName::CostSnapshot).await {
             Observation::Seen(list) => list,
@@ -487,109 +307,6 @@ impl Maintenance {
         }
         judgement
     }
-
-    /// Send the signals, record the finding when it changed, and return the result.
-    fn report(&self, check: CheckName, app: &str, j: Judgement) -> AppResult {
-        let now = self.clock.now();
-        for s in &j.signals {
-            match self.signals.try_send(s.clone()) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.lock().dropped_signals += 1;
-                    tracing::warn!(
-                        check = check.as_str(),
-                        app,
-                        "incident pipeline is not keeping up: signal dropped"
-                    );
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => {}
-            }
-        }
-        let fingerprints = j.fingerprints();
-        let key = (check, app.to_owned());
-        let previous = {
-            let state = self.lock();
-            state.last.get(&key).cloned()
-        };
-        let previous = previous.or_else(|| self.last_recorded(check, app));
-        let changed = previous
-            .as_ref()
-            .is_none_or(|p| p.status != j.status || p.fingerprints != fingerprints);
-        let mut open = previous.and_then(|p| p.open);
-        if changed {
-            match j.status {
-                Status::Ok => {
-                    tracing::info!(check = check.as_str(), app, summary = %j.summary, "check ok")
-                }
-                Status::Alert => {
-                    tracing::warn!(check = check.as_str(), app, summary = %j.summary, "check alert")
-                }
-                Status::Unknown => {
-                    tracing::warn!(check = check.as_str(), app, summary = %j.summary, "check could not see")
-                }
-            }
-            if self.record {
-                if let Some(mut old) = open.take() {
-                    let reason = if j.status == Status::Ok {
-                        "resolved"
-                    } else {
-                        "superseded"
-                    };
-                    old.close(reason, now);
-                    self.append(&old);
-                }
-                if j.status != Status::Ok {
-                    let rec = finding(check, app, &j, &fingerprints, now);
-                    self.append(&rec);
-                    open = Some(rec);
-                }
-            }
-        }
-        self.lock().last.insert(
-            key,
-            Last {
-                status: j.status,
-                fingerprints: fingerprints.clone(),
-                open,
-            },
-        );
-        AppResult {
-            app: app.to_owned(),
-            status: j.status,
-            summary: j.summary,
-            signals: fingerprints,
-            at: now,
-        }
-    }
-
-    fn append(&self, rec: &Record) {
-        if let Err(e) = self.store.append_record(rec) {
-            tracing::error!(record = %rec.id, error = %e, "could not record a maintenance finding");
-        }
-    }
-
-    /// The newest open `Check` record of `check` on `app` (after a restart, so an ongoing
-    /// finding is not recorded again).
-    fn last_recorded(&self, check: CheckName, app: &str) -> Option<Last> {
-        let open = self
-            .store
-            .records(|r| {
-                r.kind == RecordKind::Check
-                    && r.app.as_deref() == Some(app)
-                    && r.status != RecordStatus::Closed
-                    && r.data.get("check").and_then(|c| c.as_str()) == Some(check.as_str())
-            })
-            .ok()?
-            .into_iter()
-            .next()?;
-        let status = serde_json::from_value(open.data.get("status")?.clone()).ok()?;
-        let fingerprints = serde_json::from_value(open.data.get("fingerprints")?.clone()).ok()?;
-        Some(Last {
-            status,
-            fingerprints,
-            open: Some(open),
-        })
-    }
 }
 
 /// The certificate check's judgement for `app` from the last result of each of its
@@ -598,7 +315,7 @@ impl Maintenance {
 /// each hostname's days left and findings.
 fn cert_judgement(
     app: &str,
-    hosts: &[super::certs::CertHostStatus],
+    hosts: &[crate::maintenance::certs::CertHostStatus],
     windows: &[opsctl_crds::Manifest<opsctl_crds::kinds::CertWindowSpec>],
     now: DateTime<Utc>,
 ) -> Judgement {
@@ -636,49 +353,6 @@ fn cert_judgement(
     }
     Judgement::ok(summary)
 }
-
-/// A `Check` record for a finding: open while it lasts.
-fn finding(
-    check: CheckName,
-    app: &str,
-    j: &Judgement,
-    fingerprints: &[String],
-    now: DateTime<Utc>,
-) -> Record {
-    let mut rec = Record::new(
-        RecordKind::Check,
-        format!(
-            "{} {app}: {}: {}",
-            check.as_str(),
-            j.status.as_str(),
-            j.summary
-        ),
-        now,
-    );
-    rec.app = Some(app.to_owned());
-    rec.priority = if j.status == Status::Alert { 2 } else { 3 };
-    rec.description = j
-        .signals
-        .iter()
-        .map(|s| s.detail.clone())
-        .collect::<Vec<_>>()
-        .join("\n");
-    rec.labels = vec![
-        "maintenance".into(),
-        format!("check:{}", check.as_str()),
-        format!("app:{app}"),
-        j.status.as_str().into(),
-    ];
-    rec.data = serde_json::json!({
-        "check": check.as_str(),
-        "status": j.status,
-        "summary": j.summary,
-        "fingerprints": fingerprints,
-        "signals": j.signals,
-    });
-    rec
-}
-
 /// A probe result as the health judge takes it: a wrong answer is `Down` with a stable class
 /// (`status:503`, else `body`); no answer is `Unknown`.
 fn probe_observation(r: ProbeResult) -> Observation<()> {
