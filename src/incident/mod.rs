@@ -22,6 +22,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use opsctl_controllers::incident::book::{
     Admission, Book, CORRELATED_FINGERPRINT, Held, MONITORING_FINGERPRINT,
 };
@@ -295,6 +296,27 @@ impl IncidentPipeline {
     pub async fn handle(&mut self, signal: Signal) -> Result<Handled, StoreError> {
         self.reload();
         let now = self.deployer.clock.now();
+        self.close_quiet(now).await?;
+        let known_app = self.book.get(MONITORING_FINGERPRINT).is_none_or(|m| {
+            signal
+                .app
+                .as_ref()
+                .is_none_or(|a| m.held_back_apps.contains(a))
+        });
+        let admission = self
+            .book
+            .admit(&signal, now, || Record::new_id(RecordKind::Incident, now));
+        let is_new = matches!(admission, Admission::New(_));
+        let fp = match admission {
+            Admission::New(fp) | Admission::Repeat(fp) => fp,
+            other => return self.not_answered(other, &signal, known_app, now).await,
+        };
+        self.answer(fp, signal, is_new, now).await
+    }
+
+    /// Close what went quiet: a multi-app correlation past its window, the monitoring-path
+    /// incident once the observer sees again; then forget quiet entries of the book.
+    async fn close_quiet(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
         if let Some(c) = self.book.correlation_over(now) {
             let previous = records::latest(&self.deployer.store, &c.id);
             let mut rec = records::incident_record(&c, previous.as_ref());
@@ -310,17 +332,20 @@ impl IncidentPipeline {
             self.notify(NotifyEvent::Resolved, &rec).await;
         }
         self.book.prune_quiet(now);
-        let known_app = self.book.get(MONITORING_FINGERPRINT).is_none_or(|m| {
-            signal
-                .app
-                .as_ref()
-                .is_none_or(|a| m.held_back_apps.contains(a))
-        });
-        let admission = self
-            .book
-            .admit(&signal, now, || Record::new_id(RecordKind::Incident, now));
-        let is_new = matches!(admission, Admission::New(_));
-        let fp = match admission {
+        Ok(())
+    }
+
+    /// A signal the book did not admit as its own incident: held back (folded into the
+    /// monitoring incident when it names a newly affected app), or part of the monitoring-path
+    /// or multi-app incident (recorded; notified and escalated when that incident is fresh).
+    async fn not_answered(
+        &mut self,
+        admission: Admission,
+        signal: &Signal,
+        known_app: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, StoreError> {
+        match admission {
             Admission::Held(h) => {
                 tracing::info!(fingerprint = %signal.fingerprint(), reason = ?h, "signal held back");
                 if h == Held::ObserverBlind
@@ -332,7 +357,7 @@ impl IncidentPipeline {
                     let rec = records::incident_record(m, previous.as_ref());
                     self.deployer.store.append_record(&rec)?;
                 }
-                return Ok(Handled::Held(h));
+                Ok(Handled::Held(h))
             }
             Admission::Monitoring(fresh) => {
                 let m = self.book.get(MONITORING_FINGERPRINT).cloned();
@@ -346,7 +371,7 @@ impl IncidentPipeline {
                             .await?;
                     }
                 }
-                return Ok(Handled::Monitoring(fresh));
+                Ok(Handled::Monitoring(fresh))
             }
             Admission::Correlated(fresh) => {
                 if let Some(c) = self.book.get(CORRELATED_FINGERPRINT).cloned() {
@@ -365,10 +390,22 @@ impl IncidentPipeline {
                         }
                     }
                 }
-                return Ok(Handled::Correlated(fresh));
+                Ok(Handled::Correlated(fresh))
             }
-            Admission::New(fp) | Admission::Repeat(fp) => fp,
-        };
+            Admission::New(fp) | Admission::Repeat(fp) => Ok(Handled::Repeat(fp)),
+        }
+    }
+
+    /// An admitted signal of incident `fp`: gather evidence, classify (the judgment step for a
+    /// new incident, the rules for repeats), record, and — when the verdict rose — notify,
+    /// plan from the runbooks, respond through governance and finish.
+    async fn answer(
+        &mut self,
+        fp: String,
+        signal: Signal,
+        is_new: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Handled, StoreError> {
         let Some(inc) = self.book.get(&fp).cloned() else {
             return Ok(Handled::Repeat(fp));
         };
