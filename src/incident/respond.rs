@@ -1,4 +1,4 @@
-//! Carrying out a response's actions: diagnose (already gathered: summarised), rollback
+//! Carrying out a response's actions (and asking governance first): diagnose (already gathered: summarised), rollback
 //! through the deploy pipeline ([`Deployer::rollback_finished`](crate::runtime::deploy::Deployer)),
 //! restart through the Fly client and verify, and a gated scale request.
 
@@ -10,11 +10,11 @@ use opsctl_controllers::incident::respond::Action;
 use opsctl_controllers::observed::{CheckState, MachineState};
 use serde::{Deserialize, Serialize};
 
-use super::IncidentPipeline;
 use super::diagnose::Diagnosis;
+use super::{IncidentPipeline, records};
 use crate::fly::observe::{machine as observe_machine, observe_app};
 use crate::fly::{FlyClient, MachineAction};
-use crate::records::{DeployRecord, DeployStatus};
+use crate::records::{DeployRecord, DeployStatus, Record, StoreError};
 
 /// One action of a response and how it went (kept in the incident's `data.actions`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -261,5 +261,106 @@ pub(super) async fn healthy_now(client: &FlyClient, app: &str) -> bool {
             expected > 0 && down == 0
         }
         Err(_) => false,
+    }
+}
+
+impl IncidentPipeline {
+    /// Run the actions in order; the first failure stops the automatic ones (escalation still
+    /// runs at the end, in [`IncidentPipeline::finish`]).
+    pub(super) async fn respond(
+        &mut self,
+        rec: &mut Record,
+        verdict: &Verdict,
+        actions: &[Action],
+        app: &str,
+        diagnosis: &Diagnosis,
+        deploy: Option<&crate::records::DeployRecord>,
+    ) -> Result<Vec<ActionResult>, StoreError> {
+        let mut results = Vec::new();
+        for action in actions {
+            if matches!(action, Action::Escalate { .. }) {
+                results.push(ActionResult::ok(
+                    action,
+                    self.deployer.clock.now(),
+                    "escalation at close",
+                ));
+                continue;
+            }
+            if results.iter().any(|r: &ActionResult| !r.ok) {
+                results.push(ActionResult::skipped(action, self.deployer.clock.now()));
+                continue;
+            }
+            // Every action passes governance first (ADR §4–5): a gated or denied response is
+            // not run; it fails, so the incident is escalated to a human with the rule.
+            if let Some(decision) = self.govern(action, verdict, app, deploy)
+                && decision.verdict != opsctl_controllers::governance::Verdict::Auto
+            {
+                let result = ActionResult::new(
+                    action,
+                    self.deployer.clock.now(),
+                    false,
+                    format!(
+                        "{} by governance ({}): {}; a human decides",
+                        decision.verdict.as_str(),
+                        decision.rule,
+                        decision.why
+                    ),
+                );
+                tracing::warn!(incident = %rec.id, action = action.kind(), rule = %decision.rule, "{}", result.detail);
+                records::result(rec, &result);
+                self.deployer.store.append_record(rec)?;
+                results.push(result);
+                continue;
+            }
+            records::intend(rec, action, self.deployer.clock.now());
+            self.deployer.store.append_record(rec)?;
+            let result = run(self, action, app, diagnosis, deploy, verdict).await;
+            tracing::info!(incident = %rec.id, action = action.kind(), ok = result.ok, "{}", result.detail);
+            records::result(rec, &result);
+            self.deployer.store.append_record(rec)?;
+            results.push(result);
+        }
+        Ok(results)
+    }
+
+    /// Governance's decision on a response that changes something (rollback, restart,
+    /// scale), acting as the `responder` role under the app's policy and burn-in; `None` for
+    /// diagnosis and escalation, which change nothing. A store that cannot be read counts as
+    /// no burn-in (phase 1: the most careful).
+    fn govern(
+        &self,
+        action: &Action,
+        verdict: &Verdict,
+        app: &str,
+        deploy: Option<&crate::records::DeployRecord>,
+    ) -> Option<opsctl_controllers::governance::Decision> {
+        use opsctl_controllers::governance::{self as gov, ActionKind};
+        let kind = match action {
+            Action::Rollback { .. } => ActionKind::Rollback,
+            Action::RestartMachine { .. } => ActionKind::Restart,
+            Action::RequestScale => ActionKind::Scale,
+            Action::Diagnose | Action::Escalate { .. } => return None,
+        };
+        let (policy, _) = gov::policy_for(&self.set.policies, app);
+        let burn_in =
+            crate::governance::plan::app_burn_in(&self.deployer.store, app, &policy.burn_in)
+                .map_or(gov::BurnIn { count: 0, phase: 1 }, |(b, _)| b);
+        let ctx = gov::Context {
+            known_runbook: verdict.rule.is_some(),
+            outage: verdict.class == opsctl_controllers::incident::Classification::Outage,
+            health_failure: deploy.is_some_and(|d| d.failed_health),
+            ..gov::Context::default()
+        };
+        let detail = format!("incident response: {} ({})", action.kind(), verdict.reason);
+        // API calls only: a few cents at most, well under every cap.
+        let act = gov::Action::new(kind, app, detail, 0.0);
+        Some(gov::decide(
+            &act,
+            gov::Role::Responder,
+            &policy,
+            burn_in,
+            ctx,
+            self.deployer.clock.now(),
+        ))
     }
 }
