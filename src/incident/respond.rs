@@ -1,6 +1,7 @@
-//! Carrying out a response's actions (and asking governance first): diagnose (already gathered: summarised), rollback
-//! through the deploy pipeline ([`Deployer::rollback_finished`](crate::runtime::deploy::Deployer)),
-//! restart through the Fly client and verify, and a gated scale request.
+//! Carrying out a response's actions, each after governance's decision (acting as the
+//! `responder` role): diagnose (already gathered: summarised), rollback through the deploy
+//! pipeline ([`Deployer::rollback_finished`](crate::runtime::deploy::Deployer)), restart
+//! through the Fly client and verify, and a gated scale request.
 
 use std::time::Duration;
 
