@@ -314,32 +314,12 @@ async fn the_maintenance_client_refuses_a_mutating_call_before_sending_it() {
 async fn a_deploy_in_flight_holds_back_machine_signals() {
     use opsctl::records::{DeployRecord, DeployStatus, Trigger};
     let mut s = setup().await;
-    let mut deploy = DeployRecord {
-        id: "d-rolling".into(),
-        app: "example-app".into(),
-        status: DeployStatus::InProgress,
-        reason: None,
-        trigger: Trigger::Reconcile,
-        commit: None,
-        image: "registry.fly.io/example-app:v43".into(),
-        revision: String::new(),
-        config_revision: String::new(),
-        previous_image: Some("registry.fly.io/example-app:v42".into()),
-        release: None,
-        strategy: "rolling".into(),
-        machines: vec![],
-        failed_health: false,
-        health: None,
-        rollback: None,
-        steps: vec![],
-        needs_recovery: false,
-        escalation: None,
-        end_health: None,
-        phase: None,
-        leases: Default::default(),
-        started_at: Utc.with_ymd_and_hms(2026, 11, 29, 11, 59, 0).unwrap(),
-        finished_at: None,
-    };
+    let mut deploy = DeployRecord::start(
+        "example-app",
+        Trigger::Reconcile,
+        "registry.fly.io/example-app:v43",
+        Utc.with_ymd_and_hms(2026, 11, 29, 11, 59, 0).unwrap(),
+    );
     s.store.append(&deploy).unwrap();
 
     let results = s
@@ -348,7 +328,9 @@ async fn a_deploy_in_flight_holds_back_machine_signals() {
         .await;
     assert_eq!(results[0].status, Status::Alert, "{results:?}");
     assert!(
-        results[0].summary.contains("deploy d-rolling in flight"),
+        results[0]
+            .summary
+            .contains(&format!("deploy {} in flight", deploy.id)),
         "{}",
         results[0].summary
     );

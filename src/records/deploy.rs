@@ -88,6 +88,43 @@ pub struct DeployRecord {
 }
 
 impl DeployRecord {
+    /// A deploy of `image` to `app` that starts now (`started_at`, UTC): `in_progress`, a new
+    /// `deploy-<ulid>` id, strategy `rolling`, and nothing done yet. Callers fill in what they
+    /// know (commit, revisions, previous image, machines, release) before recording it.
+    pub fn start(
+        app: impl Into<String>,
+        trigger: Trigger,
+        image: impl Into<String>,
+        started_at: DateTime<Utc>,
+    ) -> Self {
+        Self {
+            id: format!("deploy-{}", ulid::Ulid::new().to_string().to_lowercase()),
+            app: app.into(),
+            status: DeployStatus::InProgress,
+            reason: None,
+            trigger,
+            commit: None,
+            image: image.into(),
+            revision: String::new(),
+            config_revision: String::new(),
+            previous_image: None,
+            release: None,
+            strategy: "rolling".into(),
+            machines: vec![],
+            failed_health: false,
+            health: None,
+            rollback: None,
+            steps: vec![],
+            needs_recovery: false,
+            escalation: None,
+            end_health: None,
+            phase: None,
+            leases: Default::default(),
+            started_at,
+            finished_at: None,
+        }
+    }
+
     /// The end of this deploy as `opsctl_controllers::rollout::report::signals` takes it
     /// (`None` while in progress). The runtime hands the resulting signals to the incident
     /// pipeline.

@@ -3,31 +3,12 @@ use chrono::{TimeZone, Utc};
 use super::*;
 
 fn record(id: &str, app: &str, minute: u32, status: DeployStatus) -> DeployRecord {
+    let at = Utc.with_ymd_and_hms(2026, 11, 29, 12, minute, 0).unwrap();
     DeployRecord {
         id: id.into(),
-        app: app.into(),
         status,
-        reason: None,
-        trigger: Trigger::Apply,
-        commit: None,
-        image: "img:new".into(),
-        revision: String::new(),
-        config_revision: String::new(),
         previous_image: Some("img:old".into()),
-        release: None,
-        strategy: "rolling".into(),
-        machines: vec![],
-        failed_health: false,
-        health: None,
-        rollback: None,
-        steps: vec![],
-        needs_recovery: false,
-        escalation: None,
-        end_health: None,
-        phase: None,
-        leases: Default::default(),
-        started_at: Utc.with_ymd_and_hms(2026, 11, 29, 12, minute, 0).unwrap(),
-        finished_at: None,
+        ..DeployRecord::start(app, Trigger::Apply, "img:new", at)
     }
 }
 

@@ -73,18 +73,11 @@ impl Deployer {
                 version: r.version,
             });
         let mut rec = DeployRecord {
-            id: format!("deploy-{}", ulid::Ulid::new().to_string().to_lowercase()),
-            app: name.clone(),
-            status: DeployStatus::InProgress,
-            reason: None,
-            trigger,
             commit,
-            image: failing_image.clone(),
             revision: app.revision(),
             config_revision: opsctl_controllers::governance::config_fingerprint(app),
             previous_image: steps.first().map(|s| s.from_image.clone()),
             release: release.clone(),
-            strategy: "rolling".into(),
             machines: steps
                 .iter()
                 .map(|s| {
@@ -112,15 +105,12 @@ impl Deployer {
                 .collect(),
             failed_health: true,
             health: Some(seen.join("; ")),
-            rollback: None,
-            steps: vec![],
-            needs_recovery: false,
-            escalation: None,
-            end_health: None,
-            phase: None,
-            leases: Default::default(),
-            started_at: self.clock.now(),
-            finished_at: None,
+            ..DeployRecord::start(
+                name.clone(),
+                trigger,
+                failing_image.clone(),
+                self.clock.now(),
+            )
         };
         tracing::warn!(app = %name, image = %failing_image, "{reason}");
         self.enter(&mut rec, Phase::Lease)?;

@@ -208,17 +208,10 @@ impl Deployer {
             });
         }
         let mut rec = DeployRecord {
-            id: format!("deploy-{}", ulid::Ulid::new().to_string().to_lowercase()),
-            app: name.clone(),
-            status: DeployStatus::InProgress,
-            reason: None,
-            trigger,
             commit,
-            image: plan.image.clone(),
             revision: app.revision(),
             config_revision: opsctl_controllers::governance::config_fingerprint(app),
             previous_image: plan.touches().next().map(|s| s.from_image.clone()),
-            release: None,
             strategy: format!("{:?}", plan.strategy).to_lowercase(),
             machines: plan
                 .touches()
@@ -232,17 +225,7 @@ impl Deployer {
                     detail: None,
                 })
                 .collect(),
-            failed_health: false,
-            health: None,
-            rollback: None,
-            steps: vec![],
-            needs_recovery: false,
-            escalation: None,
-            end_health: None,
-            phase: None,
-            leases: Default::default(),
-            started_at: self.clock.now(),
-            finished_at: None,
+            ..DeployRecord::start(name.clone(), trigger, plan.image.clone(), self.clock.now())
         };
         // Migrations are always human: without an approved plan for this image (`opsctl
         // approve`), a pass stops before any stage writes a record or waits (unless this
