@@ -96,7 +96,9 @@ fn status_reads_the_running_reconciler_and_says_when_none_runs() {
     let (ok, text) = status(&ws, &base, false);
     assert!(ok, "{text}");
     assert!(
-        text.contains(&format!("reconciler: not running (nothing answers at {base})")),
+        text.contains(&format!(
+            "reconciler: not running (nothing answers at {base})"
+        )),
         "{text}"
     );
     assert!(text.contains("governance:"), "{text}");
@@ -129,12 +131,15 @@ fn status_reads_the_running_reconciler_and_says_when_none_runs() {
     assert_eq!(r["server"], base.as_str());
     let app = &v["apps"][0]["reconciler"];
     assert_eq!(app["result"], "ok", "{v}");
-    let last = chrono::DateTime::parse_from_rfc3339(app["last_reconcile"].as_str().unwrap())
-        .unwrap();
-    let next = chrono::DateTime::parse_from_rfc3339(app["next_reconcile"].as_str().unwrap())
-        .unwrap();
+    let last =
+        chrono::DateTime::parse_from_rfc3339(app["last_reconcile"].as_str().unwrap()).unwrap();
+    let next =
+        chrono::DateTime::parse_from_rfc3339(app["next_reconcile"].as_str().unwrap()).unwrap();
     let wait = (next - last).num_seconds();
-    assert!((3240..=3600).contains(&wait), "idle: next within --resync 1h, got {wait} s");
+    assert!(
+        (3240..=3600).contains(&wait),
+        "idle: next within --resync 1h, got {wait} s"
+    );
 
     let (_, text) = status(&ws, &base, false);
     assert!(
@@ -187,9 +192,15 @@ fn sigterm_during_a_rollout_parks_the_step_releases_leases_and_exits_0() {
     let d = deploys(&ws.state());
     assert_eq!(d.len(), 1, "{d:?}");
     assert_eq!(d[0]["status"], "halted", "{}", d[0]);
-    assert_eq!(d[0]["needs_recovery"], true, "the next run finishes it: {}", d[0]);
+    assert_eq!(
+        d[0]["needs_recovery"], true,
+        "the next run finishes it: {}",
+        d[0]
+    );
     assert!(
-        serde_json::to_string(&d[0]).unwrap().contains("asked to stop"),
+        serde_json::to_string(&d[0])
+            .unwrap()
+            .contains("asked to stop"),
         "the record says why it stopped: {}",
         d[0]
     );

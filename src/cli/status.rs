@@ -170,15 +170,13 @@ async fn live_state(server: &str) -> Result<Value, String> {
         .timeout(std::time::Duration::from_secs(2))
         .build()
         .map_err(|e| e.to_string())?;
-    let resp = client
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| if e.is_connect() || e.is_timeout() {
+    let resp = client.get(&url).send().await.map_err(|e| {
+        if e.is_connect() || e.is_timeout() {
             "nothing answers".to_owned()
         } else {
             format!("request failed: {e}")
-        })?;
+        }
+    })?;
     if !resp.status().is_success() {
         return Err(format!("{url} answered {}", resp.status()));
     }

@@ -2,6 +2,10 @@
 //! decide, and run only what is `auto` or approved for this very plan hash. A gated plan gets
 //! one pending approval record; a pass that finds it still pending waits (and expires it into
 //! an escalation after the policy's timeout — never into an action).
+//!
+//! An app in sync costs one Fly call: with no unfinished deploy in the records, the gate first
+//! lists the app's machines once; an empty diff ends there (pending approvals of the app are
+//! superseded, nothing is planned). Anything else is planned in full.
 
 use chrono::{DateTime, Utc};
 use opsctl_controllers::governance::Verdict;

@@ -364,7 +364,10 @@ impl Reconciler {
     }
 
     fn commit(&self) -> Option<String> {
-        self.commit.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.commit
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn set_commit(&self, commit: Option<String>) {
@@ -433,7 +436,10 @@ impl Reconciler {
                 self.queue.remove(&key);
             }
         }
-        self.board.lock().apps.retain(|name, _| index.contains_key(name));
+        self.board
+            .lock()
+            .apps
+            .retain(|name, _| index.contains_key(name));
         {
             let mut triggers = lock(&self.triggers);
             triggers.retain(|name, _| index.contains_key(name));
@@ -551,38 +557,39 @@ impl Reconciler {
             error: None,
             mixed,
         };
-        let outcome =
-            match governed_deploy(deployer, set, app, Trigger::Reconcile, self.commit()).await {
-                Ok(Governed::Ran { outcome, .. }) => Ok(outcome),
-                Ok(Governed::Waiting {
-                    approval,
-                    created,
-                    rule,
-                    ..
-                }) => {
-                    if !created {
-                        tracing::debug!(%approval, %rule, "still waiting for approval");
-                    }
-                    metrics.set_drift(name, true);
-                    return Reconciled {
-                        result: "waiting",
-                        pace: Pace::Approval,
-                        error: None,
-                        mixed: None,
-                    };
+        let outcome = match governed_deploy(deployer, set, app, Trigger::Reconcile, self.commit())
+            .await
+        {
+            Ok(Governed::Ran { outcome, .. }) => Ok(outcome),
+            Ok(Governed::Waiting {
+                approval,
+                created,
+                rule,
+                ..
+            }) => {
+                if !created {
+                    tracing::debug!(%approval, %rule, "still waiting for approval");
                 }
-                Ok(Governed::Denied { rule, why, .. }) => {
-                    tracing::warn!(%rule, "not deployed: {why}");
-                    metrics.set_drift(name, true);
-                    return quiet("denied", None);
-                }
-                Ok(Governed::Expired { approval, .. }) => {
-                    tracing::debug!(%approval, "approval expired; nothing runs until the plan changes");
-                    metrics.set_drift(name, true);
-                    return quiet("waiting", None);
-                }
-                Err(e) => Err(e),
-            };
+                metrics.set_drift(name, true);
+                return Reconciled {
+                    result: "waiting",
+                    pace: Pace::Approval,
+                    error: None,
+                    mixed: None,
+                };
+            }
+            Ok(Governed::Denied { rule, why, .. }) => {
+                tracing::warn!(%rule, "not deployed: {why}");
+                metrics.set_drift(name, true);
+                return quiet("denied", None);
+            }
+            Ok(Governed::Expired { approval, .. }) => {
+                tracing::debug!(%approval, "approval expired; nothing runs until the plan changes");
+                metrics.set_drift(name, true);
+                return quiet("waiting", None);
+            }
+            Err(e) => Err(e),
+        };
         match outcome {
             Ok(Outcome::NothingToDo(d)) if d.is_empty() => {
                 tracing::debug!("in sync");

@@ -32,10 +32,9 @@ struct Fixture {
 }
 
 async fn fixture(image: &str) -> Fixture {
-    let scenario = sim::scenario::Scenario::from_yaml(include_str!(
-        "../../examples/sim/lowendinsight.yaml"
-    ))
-    .unwrap();
+    let scenario =
+        sim::scenario::Scenario::from_yaml(include_str!("../../examples/sim/lowendinsight.yaml"))
+            .unwrap();
     let sim = sim::serve(scenario, ([127, 0, 0, 1], 0).into())
         .await
         .unwrap();
@@ -69,8 +68,7 @@ async fn one(r: &Reconciler) -> AppStatus {
 }
 
 #[tokio::test]
-async fn an_app_in_sync_costs_one_list_call_per_reconcile_and_comes_back_after_the_idle_interval()
-{
+async fn an_app_in_sync_costs_one_list_call_per_reconcile_and_comes_back_after_the_idle_interval() {
     let f = fixture(OLD).await;
     f.r.reload("startup").await;
     assert_eq!(f.r.queue.depth(), 1, "every app enqueued at start");
@@ -164,19 +162,33 @@ async fn a_failing_reconcile_backs_off_per_key_and_other_apps_are_unaffected() {
     let mut failures = Vec::new();
     for _ in 0..2 {
         f.r.reconcile(&ghost).await;
-        let st = f.r.board.apps().into_iter().find(|a| a.app == "ghost").unwrap();
+        let st =
+            f.r.board
+                .apps()
+                .into_iter()
+                .find(|a| a.app == "ghost")
+                .unwrap();
         assert_eq!(st.result.as_deref(), Some("error"));
         assert_eq!(st.pace, Pace::Backoff);
-        assert!(st.error.as_deref().is_some_and(|e| e.contains("ghost")), "{st:?}");
+        assert!(
+            st.error.as_deref().is_some_and(|e| e.contains("ghost")),
+            "{st:?}"
+        );
         failures.push(st.consecutive_failures);
     }
     assert_eq!(failures, [1, 2]);
-    assert!(f.r.board.any_failing(), "an app failing: Fly not reachable for it");
+    assert!(
+        f.r.board.any_failing(),
+        "an app failing: Fly not reachable for it"
+    );
     // The other app is unaffected by ghost's backoff.
     let lei = Key::app(APP);
     f.r.reconcile(&lei).await;
     let st = f.r.board.apps().into_iter().find(|a| a.app == APP).unwrap();
-    assert_eq!((st.result.as_deref(), st.consecutive_failures), (Some("ok"), 0));
+    assert_eq!(
+        (st.result.as_deref(), st.consecutive_failures),
+        (Some("ok"), 0)
+    );
     f.sim.shutdown().await;
 }
 
@@ -217,7 +229,10 @@ fn requeue_intervals_by_pace() {
     let top: Jitter = Box::new(|c| c);
     let bottom: Jitter = Box::new(|_| Duration::ZERO);
     let secs = |p, j: &Jitter| requeue_after(p, &pacing, j).as_secs();
-    assert_eq!((secs(Pace::Idle, &bottom), secs(Pace::Idle, &top)), (270, 300));
+    assert_eq!(
+        (secs(Pace::Idle, &bottom), secs(Pace::Idle, &top)),
+        (270, 300)
+    );
     assert_eq!(
         (secs(Pace::Active, &bottom), secs(Pace::Active, &top)),
         (15, 30)
