@@ -27,6 +27,7 @@ fn manifest(image: &str) -> String {
 struct Fixture {
     sim: sim::SimHandle,
     r: Arc<Reconciler>,
+    stop: tokio::sync::watch::Sender<bool>,
     _dir: tempfile::TempDir,
     _incidents: tokio::sync::mpsc::Receiver<opsctl_controllers::signal::Signal>,
 }
@@ -44,8 +45,7 @@ async fn fixture(image: &str) -> Fixture {
     std::fs::create_dir_all(&manifests).unwrap();
     std::fs::write(manifests.join("lowendinsight.yaml"), manifest(image)).unwrap();
     let store = Arc::new(RecordStore::open_write(&dir.path().join("state")).unwrap());
-    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    std::mem::forget(_stop_tx);
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let deployer = Deployer::new(client, store, Arc::new(SystemClock), stop);
     let mut r = Reconciler::new(manifests, deployer, RESYNC);
     let (tx, rx) = tokio::sync::mpsc::channel(8);
@@ -53,6 +53,7 @@ async fn fixture(image: &str) -> Fixture {
     Fixture {
         sim,
         r: Arc::new(r),
+        stop: stop_tx,
         _dir: dir,
         _incidents: rx,
     }
@@ -252,4 +253,65 @@ fn requeue_intervals_by_pace() {
         .collect();
     assert!(picks.iter().all(|ms| (15_000..=30_000).contains(ms)));
     assert!(picks.len() > 10, "{picks:?}");
+}
+
+#[tokio::test]
+async fn run_reconciles_every_app_with_its_workers_and_stops_on_request() {
+    let f = fixture(OLD).await;
+    let mut r = Reconciler::new(
+        f.r.manifests.clone(),
+        Deployer::new(
+            f.r.deployer.client.clone(),
+            f.r.deployer.store.clone(),
+            Arc::new(SystemClock),
+            f.stop.subscribe(),
+        ),
+        RESYNC,
+    );
+    for name in ["second", "third"] {
+        std::fs::write(
+            r.manifests.join(format!("{name}.yaml")),
+            manifest(OLD)
+                .replace("name: lowendinsight", &format!("name: {name}"))
+                .replace("app: lowendinsight", &format!("app: {name}")),
+        )
+        .unwrap();
+    }
+    r.workers = 2;
+    let board = r.board.clone();
+    let running = tokio::spawn(r.run(f.stop.subscribe()));
+    let start = std::time::Instant::now();
+    while board.apps().len() < 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not every app reconciled: {}",
+            board.snapshot()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let snap = board.snapshot();
+    assert_eq!(
+        (snap["running"].as_bool(), snap["workers"].as_u64()),
+        (Some(true), Some(2))
+    );
+    let results: Vec<_> = board
+        .apps()
+        .into_iter()
+        .map(|a| (a.app, a.result))
+        .collect();
+    // The two apps Fly does not know fail; the one it knows is in sync.
+    assert!(
+        results.contains(&(APP.to_owned(), Some("ok".to_owned()))),
+        "{results:?}"
+    );
+    f.stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("run returns once stopped")
+        .unwrap()
+        .unwrap();
+    let snap = board.snapshot();
+    assert_eq!(snap["running"], false);
+    assert_eq!(snap["queue_depth"], 0);
+    f.sim.shutdown().await;
 }
