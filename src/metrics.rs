@@ -12,9 +12,7 @@
 //! | `opsctl_check_status` | gauge | `check`, `app` | last maintenance result: 0 ok, 1 alert, −1 unknown (from the scheduler's status file at scrape time) |
 //! | `opsctl_check_last_run_timestamp_seconds` | gauge | `check`, `app` | when that result was judged (Unix seconds, UTC) |
 //! | `opsctl_cert_expiry_seconds` | gauge | `app`, `hostname` | seconds until the certificate's notAfter at scrape time (negative once expired), from the last certificate check |
-//!
-//! Not yet: `opsctl_workqueue_depth` (the reconciler does not run on the work queue of
-//! `runtime::queue` yet).
+//! | `opsctl_workqueue_depth` | gauge | `controller` | keys of the reconciler's work queue ready to be handed to a worker (set by the reconciler and at scrape time) |
 //!
 //! One process-wide registry ([`global`]): the Fly transport, the reconciler and the listener
 //! of one process share it, and tests that look at metrics scrape a real `opsctl run`.
@@ -87,6 +85,8 @@ pub struct Metrics {
     pub drift: Family<AppLabels, Gauge>,
     /// `opsctl_deploys_total`.
     pub deploys: Family<DeployLabels, Counter>,
+    /// `opsctl_workqueue_depth`.
+    pub workqueue_depth: Family<ControllerLabels, Gauge>,
     registry: Registry,
     manifests_loaded: AtomicBool,
     fly_reachable: AtomicBool,
@@ -110,6 +110,7 @@ impl Metrics {
         let fly_requests = Family::<FlyLabels, Counter>::default();
         let drift = Family::<AppLabels, Gauge>::default();
         let deploys = Family::<DeployLabels, Counter>::default();
+        let workqueue_depth = Family::<ControllerLabels, Gauge>::default();
         let mut registry = Registry::default();
         registry.register(
             "opsctl_reconcile",
@@ -136,12 +137,18 @@ impl Metrics {
             "Finished deploys by app and status",
             deploys.clone(),
         );
+        registry.register(
+            "opsctl_workqueue_depth",
+            "Keys of the reconciler's work queue ready to be handed to a worker",
+            workqueue_depth.clone(),
+        );
         Self {
             reconcile,
             reconcile_duration,
             fly_requests,
             drift,
             deploys,
+            workqueue_depth,
             registry,
             manifests_loaded: AtomicBool::new(false),
             fly_reachable: AtomicBool::new(false),
@@ -189,6 +196,15 @@ impl Metrics {
                 result: result.into(),
             })
             .inc();
+    }
+
+    /// Set the work-queue depth of `controller` (keys ready, not yet handed to a worker).
+    pub fn set_workqueue_depth(&self, controller: &str, depth: usize) {
+        self.workqueue_depth
+            .get_or_create(&ControllerLabels {
+                controller: controller.into(),
+            })
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
     }
 
     /// A valid manifest set has been loaded (readiness).
@@ -379,6 +395,7 @@ mod tests {
         m.fly_request("update", None);
         m.set_drift("lei", true);
         m.deployed("lei", "rolled_back");
+        m.set_workqueue_depth("deploy", 3);
         let text = m.render(None, None);
         for line in [
             "opsctl_reconcile_total{controller=\"deploy\",result=\"ok\"} 1",
@@ -387,6 +404,8 @@ mod tests {
             "opsctl_fly_api_requests_total{op=\"update\",code=\"error\"} 1",
             "opsctl_drift{app=\"lei\"} 1",
             "opsctl_deploys_total{app=\"lei\",result=\"rolled_back\"} 1",
+            "# TYPE opsctl_workqueue_depth gauge",
+            "opsctl_workqueue_depth{controller=\"deploy\"} 3",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");
         }

@@ -88,6 +88,17 @@ impl Drop for Db {
 
 /// `opsctl run` on `manifests` with the shared store and a state directory of its own.
 fn replica(sim: &Sim, manifests: &Path, state: &Path, store: &str) -> (Child, Lines) {
+    replica_with(sim, manifests, state, store, &[])
+}
+
+/// [`replica`] with more `run` arguments.
+fn replica_with(
+    sim: &Sim,
+    manifests: &Path,
+    state: &Path,
+    store: &str,
+    extra: &[&str],
+) -> (Child, Lines) {
     let mut child = opsctl()
         .arg("--manifests")
         .arg(manifests)
@@ -97,6 +108,7 @@ fn replica(sim: &Sim, manifests: &Path, state: &Path, store: &str) -> (Child, Li
         .env("FLY_API_TOKEN", "test-token")
         .env("OPSCTL_STORE", store)
         .args(["run", "--resync", "1h", "--poll", "100ms"])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -340,4 +352,88 @@ fn a_paused_leader_that_wakes_up_after_a_takeover_is_fenced_off() {
         &sim,
         &format!("A:\n{}\nB:\n{}", a_lines.all(), b_lines.all()),
     );
+}
+
+/// `GET /status` of a replica's listener on `port`, once `ok` accepts it.
+fn live_status(port: u16, ok: impl Fn(&serde_json::Value) -> bool) -> Option<serde_json::Value> {
+    eventually(Duration::from_secs(20), || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let v: serde_json::Value = rt.block_on(async {
+            reqwest::get(format!("http://127.0.0.1:{port}/status"))
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()
+        })?;
+        ok(&v).then_some(v)
+    })
+}
+
+/// The listener runs for the whole process: the standby answers `/status` as `standby`, the
+/// leader as `leader` with its reconciles.
+#[test]
+fn status_names_the_leader_and_the_standby() {
+    let Some(db) = Db::new("status") else {
+        return;
+    };
+    let store = db.url();
+    let sim = Sim::start();
+    let ws = Workspace::new(OLD);
+    let repo = ws.manifests();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "LowEndInsight on OLD"]);
+    let port = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (pa, pb) = (port(), port());
+    let listen = |p: u16| format!("127.0.0.1:{p}");
+    let (la, lb) = (listen(pa), listen(pb));
+    let (mut a, a_lines) = replica_with(
+        &sim,
+        &repo,
+        &ws.dir.path().join("state-a"),
+        &store,
+        &["--listen", &la],
+    );
+    assert!(
+        a_lines.wait_for("leadership acquired", Duration::from_secs(20)),
+        "{}",
+        a_lines.all()
+    );
+    let (mut b, b_lines) = replica_with(
+        &sim,
+        &repo,
+        &ws.dir.path().join("state-b"),
+        &store,
+        &["--listen", &lb],
+    );
+    assert!(
+        b_lines.wait_for("standing by", Duration::from_secs(20)),
+        "{}",
+        b_lines.all()
+    );
+    let leader = live_status(pa, |v| v["apps"][0]["result"] == "ok")
+        .unwrap_or_else(|| panic!("leader's /status: {}", a_lines.all()));
+    assert_eq!(leader["role"], "leader");
+    assert_eq!(leader["running"], true);
+    let standby = live_status(pb, |v| v["kind"] == "reconciler")
+        .unwrap_or_else(|| panic!("standby's /status: {}", b_lines.all()));
+    assert_eq!(standby["role"], "standby", "{standby}");
+    assert_eq!(standby["running"], false, "{standby}");
+    assert_eq!(standby["apps"], serde_json::json!([]), "{standby}");
+    for (child, lines) in [(&mut a, &a_lines), (&mut b, &b_lines)] {
+        common::send_signal(child, "TERM");
+        let status = eventually(Duration::from_secs(15), || child.try_wait().unwrap())
+            .unwrap_or_else(|| panic!("no exit after SIGTERM: {}", lines.all()));
+        assert!(status.success(), "{status:?}: {}", lines.all());
+    }
 }

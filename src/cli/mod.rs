@@ -247,7 +247,7 @@ async fn dispatch(command: Command, global: &Global) -> anyhow::Result<ExitCode>
         Command::Pending(a) => pending::exec(a, global),
         Command::Approve(a) => approve::approve(a, global).await,
         Command::Deny(a) => approve::deny(a, global),
-        Command::Status(a) => status::exec(a, global),
+        Command::Status(a) => status::exec(a, global).await,
         Command::Run(a) => {
             // Before the reconciler's file watch, which would only say "No path was found."
             validate::check_dir(&global.manifests)?;

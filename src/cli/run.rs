@@ -1,7 +1,10 @@
 //! `opsctl run`: the long-running reconciler; stops cleanly on SIGINT/SIGTERM (a second one
 //! exits at once, see `signal`). Beside the reconciler it runs the incident pipeline, the
-//! maintenance scheduler and the HTTP listener (`--listen`): the approval endpoint when a token
-//! is configured (`OPSCTL_APPROVAL_TOKEN` or `--approval-token-file`).
+//! maintenance scheduler and the HTTP listener (`--listen`): `/metrics`, `/status` (the
+//! reconciler's live state, read by `opsctl status`), and the approval endpoint when a token
+//! is configured (`OPSCTL_APPROVAL_TOKEN` or `--approval-token-file`). With `--store
+//! postgres://…` the listener runs for the whole process, so a standby replica answers
+//! `/status` too (role `standby`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,7 +22,7 @@ use crate::http::{self, HttpState, approvals::ApprovalState};
 use crate::incident::{IncidentConfig, IncidentPipeline, LlmClassifier, LlmConfig};
 use crate::notify::{AlertRoutes, Notifier, NotifierConfig, handoff::Routed};
 use crate::runtime::deploy::Deployer;
-use crate::runtime::reconciler::Reconciler;
+use crate::runtime::reconciler::{DEFAULT_WORKERS, Reconciler, StatusBoard};
 use crate::secret::Secret;
 
 /// Default `--listen`: loopback only, port 9464.
@@ -28,9 +31,14 @@ const DEFAULT_LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 9464);
 /// Arguments of `run`.
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Full reconcile pass at least this often, besides commits (e.g. `30s`, `5m`).
+    /// Idle interval: every app is reconciled at least this often, besides commits (e.g.
+    /// `30s`, `5m`; jittered down by up to 10 %). Apps with a rollout in flight or an open
+    /// incident are looked at every 15–30 s.
     #[arg(long, default_value = "5m")]
     pub resync: DurationStr,
+    /// Apps reconciled at once (one reconcile per app at a time).
+    #[arg(long, default_value_t = DEFAULT_WORKERS, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=256))]
+    pub workers: usize,
     /// Delay between health polls during a rollout.
     #[arg(long, default_value = "500ms")]
     pub poll: DurationStr,
@@ -190,18 +198,20 @@ fn incident_pipeline(
     Ok((pipeline, notifier))
 }
 
-/// Bind and serve the HTTP listener (approval endpoint) until `stop`.
+/// Bind and serve the HTTP listener (metrics, `/status`, approval endpoint) until `stop`.
 async fn start_listener(
     args: &RunArgs,
     manifests: PathBuf,
-    deployer: &Deployer,
+    store: Arc<crate::records::RecordStore>,
+    clock: Arc<dyn crate::runtime::clock::Clock>,
+    board: Arc<StatusBoard>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let approvals = match approval_token(args)? {
         Some(token) => Some(ApprovalState {
-            store: deployer.store.clone(),
+            store: store.clone(),
             token,
-            clock: deployer.clock.clone(),
+            clock,
         }),
         None => {
             tracing::info!(
@@ -226,8 +236,9 @@ async fn start_listener(
     tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "HTTP listener started");
     let router = http::router(HttpState {
         approvals,
-        state_dir: Some(deployer.store.dir().to_path_buf()),
+        state_dir: Some(store.dir().to_path_buf()),
         manifests: Some(manifests),
+        reconciler: Some(board),
     });
     tokio::spawn(async move {
         if let Err(e) = http::serve(listener, router, stop).await {
@@ -244,7 +255,17 @@ pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
     match global.store.as_deref() {
         None => {
             let (deployer, stop) = target::deployer(&target, global)?;
-            serve(&args, global, &target, deployer, stop).await?;
+            let board = Arc::new(StatusBoard::new("single"));
+            start_listener(
+                &args,
+                global.manifests.clone(),
+                deployer.store.clone(),
+                deployer.clock.clone(),
+                board.clone(),
+                stop.clone(),
+            )
+            .await?;
+            serve(&args, global, &target, deployer, stop, board).await?;
         }
         Some(url) => replicated(&args, global, &target, url).await?,
     }
@@ -274,6 +295,17 @@ async fn replicated(
     );
     let (stop_tx, mut stop) = watch::channel(false);
     super::signal::handle_stop_requests(stop_tx, global.log_format);
+    // One listener for the whole process: a standby answers `/status` (role `standby`).
+    let board = Arc::new(StatusBoard::new("standby"));
+    start_listener(
+        args,
+        global.manifests.clone(),
+        store.clone(),
+        Arc::new(crate::runtime::clock::SystemClock),
+        board.clone(),
+        stop.clone(),
+    )
+    .await?;
     let elector = Elector::connect(url, fence, LeaseConfig::default())
         .await
         .map_err(|e| super::output::coded("config", e.to_string()))?;
@@ -307,7 +339,9 @@ async fn replicated(
             term.clone(),
         );
         deployer.manifests = Some(global.manifests.clone());
-        let served = serve(args, global, target, deployer, term).await;
+        board.set_role("leader");
+        let served = serve(args, global, target, deployer, term, board.clone()).await;
+        board.set_role("standby");
         // The forwarder finished: SIGTERM or loss of leadership stopped the tasks. Otherwise
         // they ended on their own (the reconciler failed): exit with that, as one replica does.
         let stopped_for_us = forward.is_finished();
@@ -330,17 +364,18 @@ async fn replicated(
     result
 }
 
-/// Run the reconciler, the maintenance scheduler and the incident pipeline until `stop`.
+/// Run the reconciler, the maintenance scheduler and the incident pipeline until `stop`; the
+/// reconciler's live state goes to `board`.
 async fn serve(
     args: &RunArgs,
     global: &Global,
     target: &target::Target,
     mut deployer: crate::runtime::deploy::Deployer,
     stop: tokio::sync::watch::Receiver<bool>,
+    board: Arc<StatusBoard>,
 ) -> anyhow::Result<()> {
     deployer.poll = args.poll.get().max(Duration::from_millis(50));
     let (pipeline, notifier) = incident_pipeline(args, global, &deployer, stop.clone())?;
-    start_listener(args, global.manifests.clone(), &deployer, stop.clone()).await?;
 
     let (signals, incoming) = crate::incident::channel();
     let incidents = tokio::spawn(pipeline.run(incoming, stop.clone()));
@@ -357,6 +392,8 @@ async fn serve(
     reconciler.approval_poll = args.approval_poll.get().max(Duration::from_millis(100));
     reconciler.incidents = Some(signals);
     reconciler.incident_settle = args.incident_settle.get();
+    reconciler.workers = args.workers;
+    reconciler.board = board;
     let reconciled = reconciler.run(stop).await;
     // The scheduler and the pipeline end on the same stop signal; if the reconciler failed
     // instead, stop the scheduler (the pipeline ends when its senders are gone).

@@ -28,6 +28,16 @@
 //!   `minSamples`, a null budget no samples at all.
 //! - `incidents`: `{"open": [{"id", "title", "classification", "severity", "opened_at",
 //!   "age_seconds"}]}`, newest first.
+//! - `reconciler` (per app): the running `opsctl run`'s view of the app, `{"last_reconcile",
+//!   "result", "next_reconcile", "pace": "idle"|"active"|"approval"|"backoff",
+//!   "consecutive_failures", "error"?}`, or `null` when no process answers or it has not
+//!   reconciled the app yet.
+//!
+//! The live state comes from the running process: `GET <--server>/status` (default the
+//! default listen address of `opsctl run`, `http://127.0.0.1:9464`; 2 s timeout). The top-level
+//! `"reconciler"` is that answer (`{"role": "single"|"leader"|"standby", "running", "workers",
+//! "commit", "queue_depth", "apps": […]}`, see `StatusBoard::snapshot`) with `"server"` added,
+//! or `{"running": false, "server": URL, "why": …}` when nothing answers there.
 
 use chrono::{DateTime, Utc};
 use clap::Args;
@@ -50,6 +60,10 @@ use crate::records::{RecordKind, RecordStatus, RecordStore};
 pub struct StatusArgs {
     /// Only this app.
     pub app: Option<String>,
+    /// Base URL of a running `opsctl run`'s listener, for the reconciler's live state
+    /// (`GET /status`); nothing answering there means "not running".
+    #[arg(long, default_value = "http://127.0.0.1:9464")]
+    pub server: String,
 }
 
 /// What one section says about one app: text lines and a JSON value.
@@ -76,12 +90,105 @@ pub struct StatusInputs<'a> {
     pub samples: SampleStore,
     /// Now (UTC), for ages and SLO windows.
     pub now: DateTime<Utc>,
+    /// The running reconciler's `/status` answer, when a process answered.
+    pub live: Option<Value>,
 }
 
 type SectionFn = fn(&StatusInputs<'_>, &FlyApp) -> anyhow::Result<Section>;
 
 /// The sections, in display order.
-const SECTIONS: &[SectionFn] = &[governance, maintenance, certificates, slo, incidents];
+const SECTIONS: &[SectionFn] = &[
+    reconciler,
+    governance,
+    maintenance,
+    certificates,
+    slo,
+    incidents,
+];
+
+/// The running reconciler's view of one app (from `GET /status`).
+fn reconciler(inputs: &StatusInputs<'_>, app: &FlyApp) -> anyhow::Result<Section> {
+    let Some(live) = &inputs.live else {
+        return Ok(Section {
+            name: "reconciler",
+            lines: vec!["not running (no `opsctl run` answers; see the top line)".into()],
+            json: Value::Null,
+        });
+    };
+    let entry = live["apps"]
+        .as_array()
+        .and_then(|apps| apps.iter().find(|a| a["app"] == app.app_name()))
+        .cloned();
+    let Some(entry) = entry else {
+        return Ok(Section {
+            name: "reconciler",
+            lines: vec!["not reconciled yet by the running process".into()],
+            json: Value::Null,
+        });
+    };
+    let at = |k: &str| {
+        entry[k]
+            .as_str()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc))
+    };
+    let mut line = match at("last_reconcile") {
+        Some(t) => format!(
+            "last {} {} ago",
+            entry["result"].as_str().unwrap_or("-"),
+            age_of(inputs.now, t)
+        ),
+        None => "not reconciled yet".to_owned(),
+    };
+    if let Some(next) = at("next_reconcile") {
+        let wait = super::pending::age(next - inputs.now);
+        line.push_str(&format!(
+            ", next in {wait} ({})",
+            entry["pace"].as_str().unwrap_or("-")
+        ));
+    }
+    let failures = entry["consecutive_failures"].as_u64().unwrap_or(0);
+    if failures > 0 {
+        line.push_str(&format!(", {failures} consecutive failure(s)"));
+    }
+    let mut lines = vec![line];
+    if let Some(e) = entry["error"].as_str() {
+        lines.push(format!("last error: {e}"));
+    }
+    Ok(Section {
+        name: "reconciler",
+        lines,
+        json: entry,
+    })
+}
+
+/// Ask the running `opsctl run` at `server` for its live state: `Ok(snapshot)`, or `Err(why
+/// not)` when nothing answers (not running) or the answer is not the reconciler's.
+async fn live_state(server: &str) -> Result<Value, String> {
+    let url = format!("{}/status", server.trim_end_matches('/'));
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let resp = client.get(&url).send().await.map_err(|e| {
+        if e.is_connect() || e.is_timeout() {
+            "nothing answers".to_owned()
+        } else {
+            format!("request failed: {e}")
+        }
+    })?;
+    if !resp.status().is_success() {
+        return Err(format!("{url} answered {}", resp.status()));
+    }
+    let v: Value = resp
+        .json()
+        .await
+        .map_err(|e| format!("{url} did not answer JSON: {e}"))?;
+    if v["kind"] != "reconciler" {
+        return Err(format!("{url} is not an opsctl reconciler's status"));
+    }
+    Ok(v)
+}
 
 fn age_of(now: DateTime<Utc>, t: DateTime<Utc>) -> String {
     super::pending::age(now - t)
@@ -335,7 +442,7 @@ fn governance(inputs: &StatusInputs<'_>, app: &FlyApp) -> anyhow::Result<Section
     })
 }
 
-pub fn exec(args: StatusArgs, global: &Global) -> anyhow::Result<ExitCode> {
+pub async fn exec(args: StatusArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let set = validate::load(global)?;
     let apps: Vec<&FlyApp> = set
         .apps
@@ -351,6 +458,27 @@ pub fn exec(args: StatusArgs, global: &Global) -> anyhow::Result<ExitCode> {
         );
     }
     let store = RecordStore::open_read_at(global.store.as_deref(), &global.state)?;
+    let live = live_state(&args.server).await;
+    let (live, live_json, live_line) = match live {
+        Ok(mut v) => {
+            let line = format!(
+                "reconciler: running at {} (role {}, commit {}, queue depth {}, {} workers)",
+                args.server,
+                v["role"].as_str().unwrap_or("-"),
+                v["commit"].as_str().map_or("-", |c| &c[..c.len().min(12)]),
+                v["queue_depth"],
+                v["workers"],
+            );
+            let snapshot = v.clone();
+            v["server"] = json!(args.server);
+            (Some(snapshot), v, line)
+        }
+        Err(why) => (
+            None,
+            json!({"running": false, "server": args.server, "why": why}),
+            format!("reconciler: not running ({why} at {})", args.server),
+        ),
+    };
     let inputs = StatusInputs {
         set: &set,
         store: &store,
@@ -359,9 +487,10 @@ pub fn exec(args: StatusArgs, global: &Global) -> anyhow::Result<ExitCode> {
         certs: certs::load_status(&global.state).map_err(|e| e.to_string()),
         samples: SampleStore::new(&global.state),
         now: crate::runtime::clock::Clock::now(&crate::runtime::clock::SystemClock),
+        live,
     };
     let mut values = Vec::new();
-    let mut text = String::new();
+    let mut text = format!("{live_line}\n");
     for app in apps {
         let mut v = json!({"app": app.app_name()});
         text.push_str(&format!("{}\n", app.app_name()));
@@ -376,7 +505,7 @@ pub fn exec(args: StatusArgs, global: &Global) -> anyhow::Result<ExitCode> {
         values.push(v);
     }
     if global.output == Format::Json {
-        print_json(&json!({"kind": "status", "apps": values}))?;
+        print_json(&json!({"kind": "status", "reconciler": live_json, "apps": values}))?;
     } else {
         print_text(&text)?;
     }

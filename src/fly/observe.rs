@@ -29,8 +29,19 @@ use crate::fly::{FlyClient, FlyError};
 /// # Errors
 /// [`FlyError`] from either call; `Unavailable` means "could not see", never "unhealthy".
 pub async fn observe_app(client: &FlyClient, app: &str) -> Result<ObservedApp, FlyError> {
+    let mut observed = observe_machines(client, app).await?;
+    observed.releases = observe_releases(client, app).await?;
+    Ok(observed)
+}
+
+/// Observe one app's machines only: one list call (`GET /v1/apps/{app}/machines`), with
+/// `releases` left empty. Enough to tell whether an app is in sync (the diff and the plan hash
+/// read machines only); the reconciler's idle pass costs this one call.
+///
+/// # Errors
+/// [`FlyError`] from the list call; `Unavailable` means "could not see", never "unhealthy".
+pub async fn observe_machines(client: &FlyClient, app: &str) -> Result<ObservedApp, FlyError> {
     let machines = client.list_machines(app).await?;
-    let releases = observe_releases(client, app).await?;
     let mut machines: Vec<ObservedMachine> = machines
         .iter()
         .filter(|m| m.state != "destroyed")
@@ -40,7 +51,7 @@ pub async fn observe_app(client: &FlyClient, app: &str) -> Result<ObservedApp, F
     Ok(ObservedApp {
         name: app.to_owned(),
         machines,
-        releases,
+        releases: Vec::new(),
     })
 }
 

@@ -2,6 +2,10 @@
 //! decide, and run only what is `auto` or approved for this very plan hash. A gated plan gets
 //! one pending approval record; a pass that finds it still pending waits (and expires it into
 //! an escalation after the policy's timeout — never into an action).
+//!
+//! An app in sync costs one Fly call: with no unfinished deploy in the records, the gate first
+//! lists the app's machines once; an empty diff ends there (pending approvals of the app are
+//! superseded, nothing is planned). Anything else is planned in full.
 
 use chrono::{DateTime, Utc};
 use opsctl_controllers::governance::Verdict;
@@ -9,7 +13,7 @@ use opsctl_crds::{FlyApp, ManifestSet};
 
 use super::approvals::{self, Approval, ApprovalAction, ApprovalData};
 use super::plan::{AppPlan, PlanError, plan_app};
-use crate::records::{StoreError, Trigger};
+use crate::records::{DeployStatus, StoreError, Trigger};
 use crate::runtime::deploy::{DeployError, Deployer, Outcome};
 
 /// What the gate did with one app.
@@ -101,6 +105,14 @@ pub async fn governed_deploy(
 ) -> Result<Governed, GateError> {
     let now = deployer.clock.now();
     approvals::ingest(&deployer.store, now)?;
+    if let Some(in_sync) = in_sync(deployer, app).await? {
+        // Nothing to approve any more: an approval asked for earlier is moot.
+        supersede_pending(deployer, app.app_name(), now)?;
+        return Ok(Governed::Ran {
+            outcome: Outcome::NothingToDo(in_sync),
+            approval: None,
+        });
+    }
     let plan = plan_app(deployer, set, app, now).await?;
     let ran = |outcome, approval| Governed::Ran { outcome, approval };
     if plan.recovering {
@@ -221,8 +233,43 @@ fn supersede_open(
     plan: &AppPlan,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    for mut a in approvals::pending(&deployer.store, Some(&plan.app))? {
+    supersede_pending(deployer, &plan.app, now)
+}
+
+fn supersede_pending(deployer: &Deployer, app: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    for mut a in approvals::pending(&deployer.store, Some(app))? {
         a.close(&deployer.store, "superseded", now)?;
     }
     Ok(())
+}
+
+/// The cheap look of an idle pass: with no unfinished deploy of `app` in the records, one
+/// list call (no releases, no per-machine reads); `Some(empty diff)` when every machine
+/// matches the manifest, so there is nothing to plan, approve or deploy. `None`: something
+/// differs or a deploy is unfinished — the full plan (which observes again, releases
+/// included) decides.
+///
+/// # Errors
+/// The list call failed (Fly not observable) or the records could not be read.
+async fn in_sync(
+    deployer: &Deployer,
+    app: &FlyApp,
+) -> Result<Option<opsctl_controllers::diff::AppDiff>, GateError> {
+    let name = app.app_name();
+    let unfinished = deployer
+        .store
+        .deploys(Some(name))?
+        .first()
+        .is_some_and(|r| r.status == DeployStatus::InProgress || r.needs_recovery);
+    if unfinished {
+        return Ok(None);
+    }
+    let observed = crate::fly::observe::observe_machines(&deployer.client, name)
+        .await
+        .map_err(|source| PlanError::Observe {
+            app: name.to_owned(),
+            source: Box::new(source),
+        })?;
+    let drift = opsctl_controllers::diff::diff(app, &observed);
+    Ok(drift.is_empty().then_some(drift))
 }

@@ -312,6 +312,7 @@ mod tests {
             approvals: None,
             state_dir: None,
             manifests: None,
+            reconciler: None,
         });
         let req = post("/approvals/x/approve", Some("Bearer x"), "{}");
         assert_eq!(

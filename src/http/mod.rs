@@ -4,8 +4,10 @@
 //!
 //! Routes: `/metrics` (Prometheus/OpenMetrics text, [`crate::metrics`]), `/healthz` (200 while
 //! the process serves), `/readyz` (200 once a valid manifest set is loaded and the last
-//! reconcile pass reached Fly, else 503 saying what is missing), and the approval endpoint
-//! ([`approvals`]), present only when an approval token is configured.
+//! reconcile pass reached Fly, else 503 saying what is missing), `/status` (the reconciler's
+//! live state as JSON, [`crate::runtime::reconciler::StatusBoard::snapshot`]; `opsctl status`
+//! reads it), and the approval endpoint ([`approvals`]), present only when an approval token is
+//! configured.
 
 pub mod approvals;
 
@@ -27,19 +29,28 @@ pub struct HttpState {
     pub state_dir: Option<PathBuf>,
     /// Manifests directory: `/metrics` evaluates its `HealthSLO`s at scrape time.
     pub manifests: Option<PathBuf>,
+    /// The reconciler's live state: `/status` serves it, `/metrics` reads the queue depth
+    /// from it. `None`: `/status` answers 404.
+    pub reconciler: Option<std::sync::Arc<crate::runtime::reconciler::StatusBoard>>,
 }
 
 /// The router with every route enabled by `state`.
 pub fn router(state: HttpState) -> Router {
     let state_dir = state.state_dir.clone();
     let manifests = state.manifests.clone();
+    let board = state.reconciler.clone();
+    let status_board = state.reconciler.clone();
     let mut router = Router::new()
         .route(
             "/metrics",
             get(move || {
                 let dir = state_dir.clone();
                 let manifests = manifests.clone();
+                let board = board.clone();
                 async move {
+                    if let Some(b) = &board {
+                        crate::metrics::global().set_workqueue_depth("deploy", b.queue_depth());
+                    }
                     let text = tokio::task::spawn_blocking(move || {
                         crate::metrics::global().render(dir.as_deref(), manifests.as_deref())
                     })
@@ -56,6 +67,19 @@ pub fn router(state: HttpState) -> Router {
             }),
         )
         .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/status",
+            get(move || {
+                let board = status_board.clone();
+                async move {
+                    match board {
+                        Some(b) => axum::Json(b.snapshot()).into_response(),
+                        None => (StatusCode::NOT_FOUND, "no reconciler in this process\n")
+                            .into_response(),
+                    }
+                }
+            }),
+        )
         .route(
             "/readyz",
             get(|| async {

@@ -152,6 +152,34 @@ impl<K: Clone + Eq + Hash> WorkQueue<K> {
         self.lock().failures.remove(key);
     }
 
+    /// Drop `key` altogether (its object left the desired set): out of the ready list and the
+    /// delayed adds, failures forgotten. A worker holding it finishes; it is not handed out again
+    /// unless added anew.
+    pub fn remove(&self, key: &K) {
+        let mut s = self.lock();
+        s.ready.retain(|k| k != key);
+        s.dirty.remove(key);
+        if let Some(at) = s.due.remove(key)
+            && let Some(keys) = s.waiting.get_mut(&at)
+        {
+            keys.retain(|k| k != key);
+            if keys.is_empty() {
+                s.waiting.remove(&at);
+            }
+        }
+        s.failures.remove(key);
+    }
+
+    /// Every key the queue knows: ready, delayed or held by a worker (for dropping those whose
+    /// object left the desired set).
+    pub fn keys(&self) -> Vec<K> {
+        let s = self.lock();
+        let mut all: HashSet<K> = s.dirty.iter().cloned().collect();
+        all.extend(s.processing.iter().cloned());
+        all.extend(s.due.keys().cloned());
+        all.into_iter().collect()
+    }
+
     /// Consecutive failures of `key`.
     pub fn failures(&self, key: &K) -> u32 {
         self.lock().failures.get(key).copied().unwrap_or(0)
@@ -318,6 +346,30 @@ mod tests {
         assert_eq!(q.failures(&"app"), 12);
         q.forget(&"app");
         assert_eq!(q.add_rate_limited("app"), Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_removed_key_is_not_handed_out_ready_or_delayed() {
+        let q = Arc::new(exact());
+        q.add("gone");
+        q.add_after("gone-later", Duration::from_secs(5));
+        q.add_rate_limited("gone");
+        q.add("kept");
+        let mut keys = q.keys();
+        keys.sort();
+        assert_eq!(keys, ["gone", "gone-later", "kept"]);
+        q.remove(&"gone");
+        q.remove(&"gone-later");
+        assert_eq!(q.depth(), 1);
+        assert_eq!(q.failures(&"gone"), 0);
+        assert_eq!(q.next().await, Some("kept"));
+        q.done(&"kept");
+        let q2 = q.clone();
+        let next = tokio::spawn(async move { q2.next().await });
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert!(!next.is_finished(), "a removed key came back");
+        q.shut_down();
+        assert_eq!(next.await.unwrap(), None);
     }
 
     #[test]
