@@ -430,6 +430,31 @@ fn status_names_the_leader_and_the_standby() {
     assert_eq!(standby["role"], "standby", "{standby}");
     assert_eq!(standby["running"], false, "{standby}");
     assert_eq!(standby["apps"], serde_json::json!([]), "{standby}");
+    // Only the leader is ready: a load balancer routes approvals and webhooks to it.
+    let readyz = |p: u16| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let r = reqwest::get(format!("http://127.0.0.1:{p}/readyz"))
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        })
+    };
+    let (code, body) = readyz(pb);
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("standby"), "{body}");
+    assert_eq!(
+        eventually(Duration::from_secs(10), || {
+            let (code, _) = readyz(pa);
+            (code == 200).then_some(code)
+        }),
+        Some(200),
+        "leader ready: {:?}",
+        readyz(pa)
+    );
     for (child, lines) in [(&mut a, &a_lines), (&mut b, &b_lines)] {
         common::send_signal(child, "TERM");
         let status = eventually(Duration::from_secs(15), || child.try_wait().unwrap())

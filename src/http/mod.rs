@@ -4,7 +4,8 @@
 //!
 //! Routes: `/metrics` (Prometheus/OpenMetrics text, [`crate::metrics`]), `/healthz` (200 while
 //! the process serves), `/readyz` (200 once a valid manifest set is loaded and the last
-//! reconcile pass reached Fly, else 503 saying what is missing), `/status` (the reconciler's
+//! reconcile pass reached Fly, else 503 saying what is missing; always 503 on a standby
+//! replica, so a load balancer sends approvals and webhooks to the leader), `/status` (the reconciler's
 //! live state as JSON, [`crate::runtime::reconciler::StatusBoard::snapshot`]; `opsctl status`
 //! reads it), and the approval endpoint ([`approvals`]), present only when an approval token is
 //! configured.
@@ -40,6 +41,7 @@ pub fn router(state: HttpState) -> Router {
     let manifests = state.manifests.clone();
     let board = state.reconciler.clone();
     let status_board = state.reconciler.clone();
+    let ready_board = state.reconciler.clone();
     let mut router = Router::new()
         .route(
             "/metrics",
@@ -82,7 +84,16 @@ pub fn router(state: HttpState) -> Router {
         )
         .route(
             "/readyz",
-            get(|| async {
+            get(move || async move {
+                if ready_board.as_ref().is_some_and(|b| b.role() == "standby") {
+                    // Out of a load balancer's rotation: approvals and webhooks go to the
+                    // leader, the one replica that acts.
+                    return (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not ready: standby (another replica holds the lease and reconciles; this one takes over when the lease expires)\n".to_owned(),
+                    )
+                        .into_response();
+                }
                 match crate::metrics::global().ready() {
                     Ok(()) => (StatusCode::OK, "ready\n".to_owned()).into_response(),
                     Err(why) => (

@@ -175,6 +175,11 @@ impl StatusBoard {
         role.clone_into(&mut self.lock().role);
     }
 
+    /// The replica's role: `single`, `leader` or `standby`.
+    pub fn role(&self) -> String {
+        self.lock().role.clone()
+    }
+
     /// Keys ready in the reconciler's queue (0 while no reconciler runs).
     pub fn queue_depth(&self) -> usize {
         let queue = self.lock().queue.clone();
