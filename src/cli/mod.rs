@@ -43,7 +43,7 @@ pub struct Cli {
 }
 
 /// Flags every subcommand takes.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Global {
     /// Directory of manifests (loaded recursively).
     #[arg(

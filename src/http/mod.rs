@@ -5,9 +5,11 @@
 //! Routes: `/metrics` (Prometheus/OpenMetrics text, [`crate::metrics`]), `/healthz` (200 while
 //! the process serves), `/readyz` (200 once a valid manifest set is loaded and the last
 //! reconcile pass reached Fly, else 503 saying what is missing), and the approval endpoint
-//! ([`approvals`]), present only when an approval token is configured.
+//! ([`approvals`]), present only when an approval token is configured. `opsctl run` merges the
+//! GitHub webhook receiver ([`webhook`], `POST /webhooks/github`) when a webhook secret is set.
 
 pub mod approvals;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
