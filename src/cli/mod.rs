@@ -250,7 +250,10 @@ async fn dispatch(command: Command, global: &Global) -> anyhow::Result<ExitCode>
         Command::Status(a) => status::exec(a, global),
         Command::Run(a) => {
             // Before the reconciler's file watch, which would only say "No path was found."
-            validate::check_dir(&global.manifests)?;
+            // With --git-url the manifests are opsctl's clone, checked after the first fetch.
+            if a.git_url.is_none() {
+                validate::check_dir(&global.manifests)?;
+            }
             run::exec(a, global).await
         }
         Command::History(a) => history::exec(a, global),
