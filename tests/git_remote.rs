@@ -56,7 +56,10 @@ impl Remote {
         std::fs::write(work.join("deploy/lowendinsight.yaml"), manifest(image)).unwrap();
         git(&work, &["add", "-A"]);
         git(&work, &["commit", "-q", "--allow-empty", "-m", image]);
-        git(&work, &["push", "-q", self.bare().to_str().unwrap(), "main"]);
+        git(
+            &work,
+            &["push", "-q", self.bare().to_str().unwrap(), "main"],
+        );
         git(&work, &["rev-parse", "HEAD"])
     }
 }
@@ -97,7 +100,9 @@ impl Run {
             .env("FLY_API_TOKEN", "test-token")
             .arg("--state")
             .arg(state.path().join("state"))
-            .args(["--fly", &sim.url, "run", "--resync", "1h", "--poll", "100ms"])
+            .args([
+                "--fly", &sim.url, "run", "--resync", "1h", "--poll", "100ms",
+            ])
             .args(["--git-url", &remote.url(), "--git-path", "deploy"])
             .args(["--git-fetch-interval", interval])
             .args(["--listen", &format!("127.0.0.1:{port}")])
@@ -122,7 +127,8 @@ impl Run {
             run.lines.all()
         );
         assert!(
-            run.lines.wait_for("HTTP listener started", Duration::from_secs(5)),
+            run.lines
+                .wait_for("HTTP listener started", Duration::from_secs(5)),
             "{}",
             run.lines.all()
         );
@@ -253,7 +259,10 @@ impl Probe {
     fn webhook_to_first_mutation(&self, sim: &Sim, run: &Run, sha: &str) -> Duration {
         let before = self.mutating_calls(sim);
         let sent = Instant::now();
-        assert_eq!(self.deliver(&run.webhook_url(), &push_body(sha), SECRET), 202);
+        assert_eq!(
+            self.deliver(&run.webhook_url(), &push_body(sha), SECRET),
+            202
+        );
         loop {
             if self.mutating_calls(sim) > before {
                 return sent.elapsed();
@@ -273,8 +282,15 @@ fn a_commit_pushed_to_the_remote_is_fetched_on_the_interval_and_deployed() {
     let sim = Sim::start();
     let remote = Remote::new(OLD);
     let run = Run::start(&sim, &remote, "1s", &[]);
-    assert!(run.lines.all().contains("git clone ready"), "{}", run.lines.all());
-    assert!(run.deploys().is_empty(), "OLD is what Fly runs: nothing to do");
+    assert!(
+        run.lines.all().contains("git clone ready"),
+        "{}",
+        run.lines.all()
+    );
+    assert!(
+        run.deploys().is_empty(),
+        "OLD is what Fly runs: nothing to do"
+    );
 
     let sha = remote.push(NEW);
     let done = run
@@ -282,7 +298,10 @@ fn a_commit_pushed_to_the_remote_is_fetched_on_the_interval_and_deployed() {
         .unwrap_or_else(|| panic!("no deploy of {sha}: {}", run.lines.all()));
     assert_eq!(done["status"], "succeeded", "{done}");
     assert_eq!(run.checked_out(), sha);
-    assert!(run.lines.wait_for("git fetch: new commit", Duration::from_secs(1)));
+    assert!(
+        run.lines
+            .wait_for("git fetch: new commit", Duration::from_secs(1))
+    );
     assert!(sim.images().iter().all(|(_, image)| image == NEW));
 }
 
@@ -303,7 +322,11 @@ fn only_a_correctly_signed_webhook_fetches_and_the_deploy_follows() {
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(run.checked_out(), first, "a refused webhook fetched");
     assert_eq!(probe.mutating_calls(&sim), mutations);
-    assert!(run.lines.all().contains("webhook refused"), "{}", run.lines.all());
+    assert!(
+        run.lines.all().contains("webhook refused"),
+        "{}",
+        run.lines.all()
+    );
 
     // Signed with the secret: fetched at once, deployed.
     let latency = probe.webhook_to_first_mutation(&sim, &run, &sha);
@@ -360,10 +383,21 @@ fn credentials_in_the_url_are_never_printed() {
     let out = opsctl()
         .current_dir(state.path())
         .env("FLY_API_TOKEN", "test-token")
-        .env("OPSCTL_GIT_URL", "https://deploy:s3cr3t-T0ken@127.0.0.1:9/org/m.git")
+        .env(
+            "OPSCTL_GIT_URL",
+            "https://deploy:s3cr3t-T0ken@127.0.0.1:9/org/m.git",
+        )
         .arg("--state")
         .arg(state.path().join("state"))
-        .args(["--fly", "embedded", "-o", "json", "run", "--listen", "127.0.0.1:0"])
+        .args([
+            "--fly",
+            "embedded",
+            "-o",
+            "json",
+            "run",
+            "--listen",
+            "127.0.0.1:0",
+        ])
         .output()
         .unwrap();
     let text = common::text(&out);
@@ -388,7 +422,11 @@ fn credentials_in_the_url_are_never_printed() {
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(common::text(&out).contains("--git-branch"), "{}", common::text(&out));
+    assert!(
+        common::text(&out).contains("--git-branch"),
+        "{}",
+        common::text(&out)
+    );
 }
 
 /// Webhook → first mutating Fly call, several rounds in one `opsctl run` (alternating images),
@@ -408,7 +446,9 @@ fn webhook_latency() {
         let latency = probe.webhook_to_first_mutation(&sim, &run, &sha);
         eprintln!("round {round}: webhook → first mutating Fly call {latency:?}");
         samples.push(latency);
-        let done = run.finished(&sha, Duration::from_secs(60)).expect("deployed");
+        let done = run
+            .finished(&sha, Duration::from_secs(60))
+            .expect("deployed");
         assert_eq!(done["status"], "succeeded", "{done}");
     }
     samples.sort();

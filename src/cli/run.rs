@@ -158,9 +158,7 @@ async fn first_fetch(config: &RemoteConfig) -> anyhow::Result<u32> {
             "config",
             format!(
                 "branch {} of {} has no directory {:?} (--git-path)",
-                config.branch,
-                config.url,
-                config.path
+                config.branch, config.url, config.path
             ),
         ));
     }
@@ -362,7 +360,9 @@ pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let webhook = match (secret, &fetch) {
         (Some(secret), fetch) => {
             if fetch.is_none() {
-                tracing::info!("GitHub webhook disabled: opsctl manages no clone without --git-url; POST /webhooks/github answers 404");
+                tracing::info!(
+                    "GitHub webhook disabled: opsctl manages no clone without --git-url; POST /webhooks/github answers 404"
+                );
             }
             Some(WebhookState {
                 secret,
@@ -371,7 +371,9 @@ pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
             })
         }
         (None, Some(_)) => {
-            tracing::info!("GitHub webhook disabled: no secret (set OPSCTL_WEBHOOK_SECRET or --webhook-secret-file); fetching on the interval only");
+            tracing::info!(
+                "GitHub webhook disabled: no secret (set OPSCTL_WEBHOOK_SECRET or --webhook-secret-file); fetching on the interval only"
+            );
             None
         }
         (None, None) => None,

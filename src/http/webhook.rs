@@ -16,6 +16,7 @@
 //! constant time (`aws_lc_rs::hmac::verify`). The secret is never logged; a refused delivery is
 //! logged at WARN with its delivery id only.
 
+use aws_lc_rs::hmac;
 use axum::Json;
 use axum::Router;
 use axum::body::Body;
@@ -23,7 +24,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use aws_lc_rs::hmac;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -76,7 +76,7 @@ pub fn verify(secret: &Secret, body: &[u8], header: &str) -> bool {
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.is_ascii() {
+    if !s.len().is_multiple_of(2) || !s.is_ascii() {
         return None;
     }
     (0..s.len())
@@ -246,13 +246,19 @@ mod tests {
     }
 
     fn signed(event: &str, body: &str) -> Request<Body> {
-        delivery(event, body.as_bytes(), Some(sign(&Secret::new(SECRET), body.as_bytes())))
+        delivery(
+            event,
+            body.as_bytes(),
+            Some(sign(&Secret::new(SECRET), body.as_bytes())),
+        )
     }
 
     async fn send(state: &WebhookState, req: Request<Body>) -> (StatusCode, serde_json::Value) {
         let resp = router(state.clone()).oneshot(req).await.unwrap();
         let status = resp.status();
-        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
         (status, serde_json::from_slice(&bytes).unwrap_or_default())
     }
 
@@ -277,14 +283,29 @@ mod tests {
         let (status, body) = send(&state, signed("push", other)).await;
         assert_eq!(status, StatusCode::ACCEPTED);
         assert_eq!(body["result"], "ignored");
-        assert!(!fetch_requested(&fetch).await, "another branch fetches nothing");
+        assert!(
+            !fetch_requested(&fetch).await,
+            "another branch fetches nothing"
+        );
 
         let deleted = r#"{"ref":"refs/heads/main","after":"0000","deleted":true}"#;
-        assert_eq!(send(&state, signed("push", deleted)).await.1["result"], "ignored");
+        assert_eq!(
+            send(&state, signed("push", deleted)).await.1["result"],
+            "ignored"
+        );
         let (status, body) = send(&state, signed("ping", r#"{"zen":"x"}"#)).await;
-        assert_eq!((status, body["result"].as_str()), (StatusCode::OK, Some("pong")));
-        assert_eq!(send(&state, signed("issues", "{}")).await.0, StatusCode::ACCEPTED);
-        assert_eq!(send(&state, signed("push", "{}")).await.0, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            (status, body["result"].as_str()),
+            (StatusCode::OK, Some("pong"))
+        );
+        assert_eq!(
+            send(&state, signed("issues", "{}")).await.0,
+            StatusCode::ACCEPTED
+        );
+        assert_eq!(
+            send(&state, signed("push", "{}")).await.0,
+            StatusCode::BAD_REQUEST
+        );
         assert!(!fetch_requested(&fetch).await);
     }
 
@@ -293,15 +314,24 @@ mod tests {
         let (state, fetch) = state();
         let wrong = sign(&Secret::new("not the secret"), PUSH_MAIN.as_bytes());
         let other_body = sign(&Secret::new(SECRET), b"{}");
-        for sig in [None, Some(wrong), Some(other_body), Some("sha256=zz".to_owned())] {
-            let (status, _) = send(&state, delivery("push", PUSH_MAIN.as_bytes(), sig.clone())).await;
+        for sig in [
+            None,
+            Some(wrong),
+            Some(other_body),
+            Some("sha256=zz".to_owned()),
+        ] {
+            let (status, _) =
+                send(&state, delivery("push", PUSH_MAIN.as_bytes(), sig.clone())).await;
             assert_eq!(status, StatusCode::UNAUTHORIZED, "{sig:?}");
         }
         let big = format!(
             r#"{{"ref":"refs/heads/main","pad":"{}"}}"#,
             "x".repeat(BODY_LIMIT)
         );
-        assert_eq!(send(&state, signed("push", &big)).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            send(&state, signed("push", &big)).await.0,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
         // `oneshot` sends no Content-Length: that was the limit while reading. A declared
         // length over the limit is refused before reading.
         let mut declared = signed("push", PUSH_MAIN);
@@ -309,13 +339,19 @@ mod tests {
             "content-length",
             (BODY_LIMIT + 1).to_string().parse().unwrap(),
         );
-        assert_eq!(send(&state, declared).await.0, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(
+            send(&state, declared).await.0,
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
         let mut form = signed("push", PUSH_MAIN);
         form.headers_mut().insert(
             "content-type",
             "application/x-www-form-urlencoded".parse().unwrap(),
         );
-        assert_eq!(send(&state, form).await.0, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert_eq!(
+            send(&state, form).await.0,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE
+        );
         assert!(!fetch_requested(&fetch).await);
     }
 
@@ -328,6 +364,9 @@ mod tests {
         };
         let (status, body) = send(&state, signed("push", PUSH_MAIN)).await;
         assert_eq!(status, StatusCode::NOT_FOUND);
-        assert!(body["message"].as_str().unwrap().contains("--git-url"), "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("--git-url"),
+            "{body}"
+        );
     }
 }

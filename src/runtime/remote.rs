@@ -294,12 +294,23 @@ pub async fn sync(config: &RemoteConfig) -> Result<Synced, FetchError> {
     let refspec = format!("+refs/heads/{}:{}", config.branch, config.remote_ref());
     run_git(
         config,
-        &["fetch", "-q", "--no-tags", "--no-write-fetch-head", "origin", &refspec],
+        &[
+            "fetch",
+            "-q",
+            "--no-tags",
+            "--no-write-fetch-head",
+            "origin",
+            &refspec,
+        ],
     )
     .await?;
     let to = run_git(
         config,
-        &["rev-parse", "--verify", &format!("{}^{{commit}}", config.remote_ref())],
+        &[
+            "rev-parse",
+            "--verify",
+            &format!("{}^{{commit}}", config.remote_ref()),
+        ],
     )
     .await?;
     let from = run_git(config, &["rev-parse", "--verify", "-q", "HEAD"])
@@ -317,7 +328,15 @@ pub async fn sync(config: &RemoteConfig) -> Result<Synced, FetchError> {
     };
     run_git(
         config,
-        &["checkout", "-q", "--force", "--no-track", "-B", &config.branch, &to],
+        &[
+            "checkout",
+            "-q",
+            "--force",
+            "--no-track",
+            "-B",
+            &config.branch,
+            &to,
+        ],
     )
     .await?;
     Ok(match (from, forward) {
@@ -426,7 +445,10 @@ pub fn log_synced(config: &RemoteConfig, synced: &Synced, why: &str) {
         Synced::FastForward { from: None, to } => {
             tracing::info!(%url, branch = %config.branch, commit = %to, why, "git clone ready")
         }
-        Synced::FastForward { from: Some(from), to } => {
+        Synced::FastForward {
+            from: Some(from),
+            to,
+        } => {
             tracing::info!(%url, branch = %config.branch, %from, commit = %to, why, "git fetch: new commit")
         }
         Synced::ForcePushed { from, to } => tracing::warn!(
@@ -459,10 +481,7 @@ pub fn log_failed(
 /// The fetch loop: every [`next_delay`], or at once on a [`FetchTrigger`] request, [`sync`];
 /// runs until the task is aborted. `failures`: failed fetches in a row so far (the start-up
 /// fetch's).
-pub fn spawn(
-    config: RemoteConfig,
-    failures: u32,
-) -> (FetchTrigger, tokio::task::JoinHandle<()>) {
+pub fn spawn(config: RemoteConfig, failures: u32) -> (FetchTrigger, tokio::task::JoinHandle<()>) {
     let trigger = FetchTrigger::default();
     let requests = trigger.clone();
     let task = tokio::spawn(async move {
@@ -566,7 +585,11 @@ mod tests {
         assert_eq!(backoff, [5, 10, 20, 40, 60, 60]);
         assert_eq!(next_delay(minute, 1000, 0.5), minute, "no overflow");
         let second = Duration::from_secs(1);
-        assert_eq!(next_delay(second, 3, 0.5), second, "capped by a short interval");
+        assert_eq!(
+            next_delay(second, 3, 0.5),
+            second,
+            "capped by a short interval"
+        );
         let j = jitter();
         assert!((0.0..1.0).contains(&j));
     }
@@ -598,8 +621,14 @@ mod tests {
     async fn the_clone_follows_the_branch_fast_forward_and_force_push() {
         let tmp = tempfile::tempdir().unwrap();
         let (bare, work) = (tmp.path().join("remote.git"), tmp.path().join("work"));
-        git(tmp.path(), &["init", "-q", "--bare", bare.to_str().unwrap()]);
-        git(tmp.path(), &["init", "-q", "-b", "main", work.to_str().unwrap()]);
+        git(
+            tmp.path(),
+            &["init", "-q", "--bare", bare.to_str().unwrap()],
+        );
+        git(
+            tmp.path(),
+            &["init", "-q", "-b", "main", work.to_str().unwrap()],
+        );
         let a = commit(&work, "deploy/app.yaml", "a");
         git(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
         let config = RemoteConfig {
@@ -613,13 +642,22 @@ mod tests {
         assert_eq!(checked_out(&config.clone_dir).await, None);
 
         let first = sync(&config).await.unwrap();
-        assert_eq!(first, Synced::FastForward { from: None, to: a.clone() });
+        assert_eq!(
+            first,
+            Synced::FastForward {
+                from: None,
+                to: a.clone()
+            }
+        );
         assert_eq!(
             std::fs::read_to_string(config.manifests_dir().join("app.yaml")).unwrap(),
             "a"
         );
         assert_eq!(checked_out(&config.clone_dir).await, Some(a.clone()));
-        assert_eq!(sync(&config).await.unwrap(), Synced::Unchanged { commit: a.clone() });
+        assert_eq!(
+            sync(&config).await.unwrap(),
+            Synced::Unchanged { commit: a.clone() }
+        );
         assert!(
             !std::fs::read_to_string(config.clone_dir.join(".git/config"))
                 .unwrap()
@@ -632,7 +670,13 @@ mod tests {
         // A local edit in opsctl's clone does not survive the next commit.
         std::fs::write(config.manifests_dir().join("app.yaml"), "edited").unwrap();
         let second = sync(&config).await.unwrap();
-        assert_eq!(second, Synced::FastForward { from: Some(a.clone()), to: b.clone() });
+        assert_eq!(
+            second,
+            Synced::FastForward {
+                from: Some(a.clone()),
+                to: b.clone()
+            }
+        );
         assert_eq!(
             std::fs::read_to_string(config.manifests_dir().join("app.yaml")).unwrap(),
             "b"
@@ -640,9 +684,18 @@ mod tests {
 
         git(&work, &["reset", "-q", "--hard", &a]);
         let c = commit(&work, "deploy/app.yaml", "c");
-        git(&work, &["push", "-q", "--force", bare.to_str().unwrap(), "main"]);
+        git(
+            &work,
+            &["push", "-q", "--force", bare.to_str().unwrap(), "main"],
+        );
         let forced = sync(&config).await.unwrap();
-        assert_eq!(forced, Synced::ForcePushed { from: b, to: c.clone() });
+        assert_eq!(
+            forced,
+            Synced::ForcePushed {
+                from: b,
+                to: c.clone()
+            }
+        );
         assert_eq!(git(&config.clone_dir, &["rev-parse", "HEAD"]), c);
 
         // Remote gone: an error naming git's complaint; the clone keeps its commit.
@@ -664,12 +717,39 @@ mod tests {
         base.check().await.unwrap();
         assert_eq!(base.manifests_dir(), PathBuf::from("/nonexistent/checkout"));
         for (change, says) in [
-            (RemoteConfig { branch: "bad..name".into(), ..base.clone() }, "--git-branch"),
-            (RemoteConfig { branch: "-x".into(), ..base.clone() }, "--git-branch"),
-            (RemoteConfig { path: "../up".into(), ..base.clone() }, "--git-path"),
-            (RemoteConfig { path: "/abs".into(), ..base.clone() }, "--git-path"),
             (
-                RemoteConfig { interval: Duration::from_millis(10), ..base.clone() },
+                RemoteConfig {
+                    branch: "bad..name".into(),
+                    ..base.clone()
+                },
+                "--git-branch",
+            ),
+            (
+                RemoteConfig {
+                    branch: "-x".into(),
+                    ..base.clone()
+                },
+                "--git-branch",
+            ),
+            (
+                RemoteConfig {
+                    path: "../up".into(),
+                    ..base.clone()
+                },
+                "--git-path",
+            ),
+            (
+                RemoteConfig {
+                    path: "/abs".into(),
+                    ..base.clone()
+                },
+                "--git-path",
+            ),
+            (
+                RemoteConfig {
+                    interval: Duration::from_millis(10),
+                    ..base.clone()
+                },
                 "--git-fetch-interval",
             ),
         ] {
