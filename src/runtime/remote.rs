@@ -99,16 +99,19 @@ impl GitUrl {
     /// URL, query), to scrub from git's own messages besides the URL itself.
     fn secrets(&self) -> Vec<String> {
         let mut out = vec![self.0.clone()];
-        if let Ok(url) = url::Url::parse(&self.0) {
+        if !self.0.contains("://") {
+            // scp-like `user:password@host:path` (the same reading as `redacted`).
+            if let Some((user, _)) = self.0.split_once('@')
+                && user.contains(':')
+            {
+                out.push(user.to_owned());
+            }
+        } else if let Ok(url) = url::Url::parse(&self.0) {
             out.extend(url.password().map(str::to_owned));
             if matches!(url.scheme(), "http" | "https") && !url.username().is_empty() {
                 out.push(url.username().to_owned());
             }
             out.extend(url.query().map(str::to_owned));
-        } else if let Some((user, _)) = self.0.split_once('@')
-            && user.contains(':')
-        {
-            out.push(user.to_owned());
         }
         // Percent-encoded and decoded forms both; short fragments would scrub ordinary words.
         let decoded: Vec<String> = out
@@ -567,6 +570,11 @@ mod tests {
         assert!(
             scrubbed.contains("https://[redacted]@github.com/org/repo.git/"),
             "{scrubbed}"
+        );
+        let scp = url("deploy:hunter22@host:repo.git");
+        assert!(
+            !scp.scrub("denied: deploy:hunter22 at host")
+                .contains("hunter22")
         );
         let pct = url("https://user:p%40ss%2Fword@example.com/r.git");
         assert!(!pct.scrub("denied for p@ss/word").contains("p@ss/word"));
