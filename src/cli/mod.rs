@@ -43,7 +43,7 @@ pub struct Cli {
 }
 
 /// Flags every subcommand takes.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct Global {
     /// Directory of manifests (loaded recursively).
     #[arg(
@@ -105,7 +105,7 @@ pub enum Command {
     /// Prints log lines on stderr and nothing on stdout: `-o json` does not apply, use
     /// `--log-format json` for one JSON object per log line. Ctrl-C or SIGTERM stops after the
     /// current step; a second one exits at once (130 after Ctrl-C).
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Gated plans waiting for `opsctl approve` / `opsctl deny`, with their age.
     Pending(pending::PendingArgs),
     /// Approve a waiting plan (refused as stale when what Fly reports changed since).
@@ -250,8 +250,11 @@ async fn dispatch(command: Command, global: &Global) -> anyhow::Result<ExitCode>
         Command::Status(a) => status::exec(a, global).await,
         Command::Run(a) => {
             // Before the reconciler's file watch, which would only say "No path was found."
-            validate::check_dir(&global.manifests)?;
-            run::exec(a, global).await
+            // With --git-url the manifests are opsctl's clone, checked after the first fetch.
+            if a.git_url.is_none() {
+                validate::check_dir(&global.manifests)?;
+            }
+            run::exec(*a, global).await
         }
         Command::History(a) => history::exec(a, global),
         Command::Maintenance(c) => maintenance::exec(c, global).await,

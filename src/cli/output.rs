@@ -6,7 +6,8 @@
 //! `usage` (the command line: unknown flag, bad value), `config` (`--fly`, `FLY_API_TOKEN`),
 //! `manifests.missing`, `manifests.invalid`, `fly.unauthorized`, `fly.not_found`,
 //! `fly.conflict`, `fly.precondition`, `fly.rejected`, `fly.unavailable`, `fly.protocol`
-//! (what Fly answered, or that it could not be reached), `store` (the state directory), or
+//! (what Fly answered, or that it could not be reached), `store` (the state directory),
+//! `git.fetch` (`run --git-url`: the first fetch failed and there is no earlier clone), or
 //! `error`. Usage errors add `"usage"` (clap's usage line) when there is one.
 
 use std::io::Write;

@@ -1,8 +1,10 @@
 //! `opsctl run`: the long-running reconciler; stops cleanly on SIGINT/SIGTERM (a second one
 //! exits at once, see `signal`). Beside the reconciler it runs the incident pipeline, the
 //! maintenance scheduler and the HTTP listener (`--listen`): `/metrics`, `/status` (the
-//! reconciler's live state, read by `opsctl status`), and the approval endpoint when a token
-//! is configured (`OPSCTL_APPROVAL_TOKEN` or `--approval-token-file`). With `--store
+//! reconciler's live state, read by `opsctl status`), the approval endpoint when a token is
+//! configured (`OPSCTL_APPROVAL_TOKEN` or `--approval-token-file`), and the GitHub webhook when
+//! a webhook secret is (`OPSCTL_WEBHOOK_SECRET` or `--webhook-secret-file`). With `--git-url`
+//! the manifests come from opsctl's own clone of a remote (docs/git.md). With `--store
 //! postgres://…` the listener runs for the whole process, so a standby replica answers
 //! `/status` too (role `standby`).
 
@@ -18,11 +20,12 @@ use opsctl_crds::DurationStr;
 
 use super::output::coded;
 use super::{Global, target};
-use crate::http::{self, HttpState, approvals::ApprovalState};
+use crate::http::{self, HttpState, approvals::ApprovalState, webhook::WebhookState};
 use crate::incident::{IncidentConfig, IncidentPipeline, LlmClassifier, LlmConfig};
 use crate::notify::{AlertRoutes, Notifier, NotifierConfig, handoff::Routed};
 use crate::runtime::deploy::Deployer;
 use crate::runtime::reconciler::{DEFAULT_WORKERS, Reconciler, StatusBoard};
+use crate::runtime::remote::{self, GitUrl, RemoteConfig};
 use crate::secret::Secret;
 
 /// Default `--listen`: loopback only, port 9464.
@@ -72,6 +75,103 @@ pub struct RunArgs {
     /// US dollars per million completion tokens.
     #[arg(long, default_value_t = 0.60)]
     pub llm_usd_per_mtok_completion: f64,
+    /// Follow a remote repository instead of a local checkout: opsctl keeps its own clone in
+    /// `<--state>/checkout`, fetches `--git-branch` every `--git-fetch-interval` (or at once on
+    /// the GitHub webhook) and reconciles `<clone>/<--git-path>`, in place of `--manifests`.
+    /// Credentials: git's own (credential helper, SSH key) or in the URL; never printed.
+    #[arg(long, env = "OPSCTL_GIT_URL", hide_env_values = true)]
+    pub git_url: Option<GitUrl>,
+    /// Branch followed with `--git-url`.
+    #[arg(long, default_value = "main")]
+    pub git_branch: String,
+    /// Manifests directory inside the `--git-url` repository (relative) [default: its root].
+    #[arg(long)]
+    pub git_path: Option<PathBuf>,
+    /// Time between fetches with `--git-url` (each jittered by ±10 %; failures retry after
+    /// 5 s, doubling up to this).
+    #[arg(long, default_value = "1m")]
+    pub git_fetch_interval: DurationStr,
+    /// File holding the GitHub webhook secret (else env OPSCTL_WEBHOOK_SECRET). With it and
+    /// `--git-url`, `POST /webhooks/github` on the listener fetches at once on a signed push.
+    #[arg(long)]
+    pub webhook_secret_file: Option<PathBuf>,
+}
+
+/// The GitHub webhook secret from `--webhook-secret-file` or `OPSCTL_WEBHOOK_SECRET`.
+fn webhook_secret(args: &RunArgs) -> anyhow::Result<Option<Secret>> {
+    if let Some(path) = &args.webhook_secret_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the webhook secret file {}", path.display()))?;
+        let secret = text.trim();
+        if secret.is_empty() {
+            return Err(coded(
+                "config",
+                format!("the webhook secret file {} is empty", path.display()),
+            ));
+        }
+        return Ok(Some(Secret::new(secret)));
+    }
+    Ok(std::env::var("OPSCTL_WEBHOOK_SECRET")
+        .ok()
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .map(Secret::new))
+}
+
+/// The remote of `--git-url`, checked; `None` without `--git-url`.
+async fn remote_config(args: &RunArgs, global: &Global) -> anyhow::Result<Option<RemoteConfig>> {
+    let Some(url) = &args.git_url else {
+        return Ok(None);
+    };
+    let config = RemoteConfig {
+        url: url.clone(),
+        branch: args.git_branch.clone(),
+        path: args.git_path.clone().unwrap_or_default(),
+        interval: args.git_fetch_interval.get(),
+        clone_dir: global.state.join("checkout"),
+    };
+    config.check().await.map_err(|e| coded("config", e))?;
+    Ok(Some(config))
+}
+
+/// The first fetch of `--git-url`, before anything reconciles. When it fails and a previous
+/// run's clone has a commit, that commit is reconciled meanwhile (returns 1: one failure so
+/// far, for the retry backoff); with no commit at all, `run` cannot start.
+async fn first_fetch(config: &RemoteConfig) -> anyhow::Result<u32> {
+    let failures = match remote::sync(config).await {
+        Ok(synced) => {
+            remote::log_synced(config, &synced, "startup");
+            0
+        }
+        Err(e) => match remote::checked_out(&config.clone_dir).await {
+            Some(last) => {
+                let retry_in = remote::next_delay(config.interval, 1, 0.5);
+                remote::log_failed(config, &e, Some(&last), 1, retry_in);
+                1
+            }
+            None => {
+                return Err(coded(
+                    "git.fetch",
+                    format!(
+                        "cannot fetch branch {} of {}: {e}; check the URL, the branch and git's credentials (credential helper or SSH key, docs/git.md)",
+                        config.branch, config.url
+                    ),
+                ));
+            }
+        },
+    };
+    let dir = config.manifests_dir();
+    if !dir.is_dir() {
+        return Err(coded(
+            "config",
+            format!(
+                "branch {} of {} has no directory {:?} (--git-path)",
+                config.branch, config.url, config.path
+            ),
+        ));
+    }
+    tracing::info!(url = %config.url, branch = %config.branch, manifests = %dir.display(), interval_secs = config.interval.as_secs_f64(), "manifests from opsctl's clone of the remote (--manifests is not used)");
+    Ok(failures)
 }
 
 fn approval_token(args: &RunArgs) -> anyhow::Result<Option<Secret>> {
@@ -198,13 +298,15 @@ fn incident_pipeline(
     Ok((pipeline, notifier))
 }
 
-/// Bind and serve the HTTP listener (metrics, `/status`, approval endpoint) until `stop`.
+/// Bind and serve the HTTP listener (metrics, `/status`, approval endpoint, GitHub webhook)
+/// until `stop`.
 async fn start_listener(
     args: &RunArgs,
     manifests: PathBuf,
     store: Arc<crate::records::RecordStore>,
     clock: Arc<dyn crate::runtime::clock::Clock>,
     board: Arc<StatusBoard>,
+    webhook: Option<WebhookState>,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let approvals = match approval_token(args)? {
@@ -234,12 +336,15 @@ async fn start_listener(
         }
     };
     tracing::info!(addr = %listener.local_addr().unwrap_or(addr), "HTTP listener started");
-    let router = http::router(HttpState {
+    let mut router = http::router(HttpState {
         approvals,
         state_dir: Some(store.dir().to_path_buf()),
         manifests: Some(manifests),
         reconciler: Some(board),
     });
+    if let Some(webhook) = webhook {
+        router = router.merge(http::webhook::router(webhook));
+    }
     tokio::spawn(async move {
         if let Err(e) = http::serve(listener, router, stop).await {
             tracing::error!(error = %e, "HTTP listener failed");
@@ -251,26 +356,75 @@ async fn start_listener(
 pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
     // Configuration errors first, before anything starts.
     approval_token(&args)?;
+    let secret = webhook_secret(&args)?;
+    let remote = remote_config(&args, global).await?;
     let target = target::connect(&global.fly).await?;
-    match global.store.as_deref() {
-        None => {
-            let (deployer, stop) = target::deployer(&target, global)?;
-            let board = Arc::new(StatusBoard::new("single"));
-            start_listener(
-                &args,
-                global.manifests.clone(),
-                deployer.store.clone(),
-                deployer.clock.clone(),
-                board.clone(),
-                stop.clone(),
-            )
-            .await?;
-            serve(&args, global, &target, deployer, stop, board).await?;
+    // With --git-url, every part (reconciler, maintenance, incidents, /metrics) reads the
+    // manifests from the clone; the fetch loop moves the clone and the reconciler's watch of
+    // its git directory sees the new commit like any local one.
+    let mut global = global.clone();
+    let (fetch, fetcher) = match remote {
+        Some(config) => {
+            let failures = first_fetch(&config).await?;
+            global.manifests = config.manifests_dir();
+            let (trigger, task) = remote::spawn(config, failures);
+            (Some(trigger), Some(task))
         }
-        Some(url) => replicated(&args, global, &target, url).await?,
+        None => (None, None),
+    };
+    let webhook = match (secret, &fetch) {
+        (Some(secret), fetch) => {
+            if fetch.is_none() {
+                tracing::info!(
+                    "GitHub webhook disabled: opsctl manages no clone without --git-url; POST /webhooks/github answers 404"
+                );
+            }
+            Some(WebhookState {
+                secret,
+                branch: args.git_branch.clone(),
+                fetch: fetch.clone(),
+            })
+        }
+        (None, Some(_)) => {
+            tracing::info!(
+                "GitHub webhook disabled: no secret (set OPSCTL_WEBHOOK_SECRET or --webhook-secret-file); fetching on the interval only"
+            );
+            None
+        }
+        (None, None) => None,
+    };
+    let result = match global.store.as_deref() {
+        None => single(&args, &global, &target, webhook).await,
+        Some(url) => replicated(&args, &global, &target, url, webhook).await,
+    };
+    if let Some(task) = fetcher {
+        task.abort();
     }
+    result?;
     drop(target);
     Ok(ExitCode::SUCCESS)
+}
+
+/// One replica with the embedded store: the listener, then everything else until SIGTERM.
+async fn single(
+    args: &RunArgs,
+    global: &Global,
+    target: &target::Target,
+    webhook: Option<WebhookState>,
+) -> anyhow::Result<()> {
+    let (deployer, stop) = target::deployer(target, global)?;
+    let board = Arc::new(StatusBoard::new("single"));
+    start_listener(
+        args,
+        global.manifests.clone(),
+        deployer.store.clone(),
+        deployer.clock.clone(),
+        board.clone(),
+        webhook,
+        stop.clone(),
+    )
+    .await?;
+    serve(args, global, target, deployer, stop, board).await
 }
 
 /// With `--store postgres://…`: elect a leader among the replicas sharing the store; only the
@@ -284,6 +438,7 @@ async fn replicated(
     global: &Global,
     target: &target::Target,
     url: &str,
+    webhook: Option<WebhookState>,
 ) -> anyhow::Result<()> {
     use crate::records::{RecordStore, pg::Fence};
     use crate::runtime::leader::{Elector, LeaseConfig, holder_id};
@@ -303,6 +458,7 @@ async fn replicated(
         store.clone(),
         Arc::new(crate::runtime::clock::SystemClock),
         board.clone(),
+        webhook,
         stop.clone(),
     )
     .await?;

@@ -5,12 +5,14 @@
 //! Routes: `/metrics` (Prometheus/OpenMetrics text, [`crate::metrics`]), `/healthz` (200 while
 //! the process serves), `/readyz` (200 once a valid manifest set is loaded and the last
 //! reconcile pass reached Fly, else 503 saying what is missing; always 503 on a standby
-//! replica, so a load balancer sends approvals and webhooks to the leader), `/status` (the reconciler's
-//! live state as JSON, [`crate::runtime::reconciler::StatusBoard::snapshot`]; `opsctl status`
-//! reads it), and the approval endpoint ([`approvals`]), present only when an approval token is
-//! configured.
+//! replica, so a load balancer sends approvals and webhooks to the leader), `/status` (the
+//! reconciler's live state as JSON, [`crate::runtime::reconciler::StatusBoard::snapshot`];
+//! `opsctl status` reads it), and the approval endpoint ([`approvals`]), present only when an
+//! approval token is configured. `opsctl run` merges the GitHub webhook receiver
+//! ([`webhook`], `POST /webhooks/github`) when a webhook secret is set.
 
 pub mod approvals;
+pub mod webhook;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
