@@ -79,6 +79,7 @@ fn approval_data(plan: &AppPlan) -> ApprovalData {
                 rule: a.decision.rule.clone(),
                 why: a.decision.why.clone(),
                 image: a.image.clone(),
+                release_version: None,
             })
             .collect(),
         policy: plan.policy.clone(),
@@ -126,7 +127,11 @@ pub async fn governed_deploy(
     };
     let store = &deployer.store;
     let mut current: Option<Approval> = None;
-    for mut a in approvals::approvals(store, Some(&plan.app))? {
+    // A manual rollback's approval is `opsctl rollback`'s to carry out, not this pass's.
+    for mut a in approvals::approvals(store, Some(&plan.app))?
+        .into_iter()
+        .filter(|a| !a.is_rollback())
+    {
         let open = matches!(a.data.state.as_str(), "pending" | "approved");
         if a.data.plan_hash == plan.plan_hash {
             if current.is_none() {
@@ -221,7 +226,10 @@ fn supersede_open(
     plan: &AppPlan,
     now: DateTime<Utc>,
 ) -> Result<(), StoreError> {
-    for mut a in approvals::pending(&deployer.store, Some(&plan.app))? {
+    for mut a in approvals::pending(&deployer.store, Some(&plan.app))?
+        .into_iter()
+        .filter(|a| !a.is_rollback())
+    {
         a.close(&deployer.store, "superseded", now)?;
     }
     Ok(())
