@@ -356,13 +356,10 @@ pub async fn exec(args: RollbackArgs, global: &Global) -> anyhow::Result<ExitCod
     approvals::ingest(&deployer.store, now)?;
     let plan = plan_rollback(&deployer, &set, app, to, now).await?;
     let name = plan.app.clone();
-    let from = format!(
-        "{}{}",
-        plan.from_version
-            .map(|v| format!("v{v} "))
-            .unwrap_or_default(),
-        plan.from_image
-    );
+    let from = match plan.from_version {
+        Some(v) => format!("v{v} ({})", plan.from_image),
+        None => plan.from_image.clone(),
+    };
     progress(
         global,
         &format!(
@@ -430,7 +427,13 @@ pub async fn exec(args: RollbackArgs, global: &Global) -> anyhow::Result<ExitCod
                 }
             }
             match current {
-                Some(a) if a.data.state == "approved" => approval = Some(a),
+                Some(a) if a.data.state == "approved" => {
+                    progress(
+                        global,
+                        &format!("{name}: approved ({}); rolling back", a.id()),
+                    );
+                    approval = Some(a);
+                }
                 Some(mut a) if a.data.state == "pending" => {
                     let timeout = chrono::Duration::from_std(plan.approval_timeout)
                         .unwrap_or(chrono::Duration::MAX);
