@@ -34,11 +34,18 @@ fn a_saved_plan_is_carried_out() {
     assert_eq!(code, 0, "{shown}");
     assert_eq!(out["apps"][0]["outcome"], "deployed", "{out}");
     assert_eq!(out["apps"][0]["record"]["status"], "succeeded", "{out}");
-    assert!(sim.images().iter().all(|(_, i)| i == NEW), "{:?}", sim.images());
+    assert!(
+        sim.images().iter().all(|(_, i)| i == NEW),
+        "{:?}",
+        sim.images()
+    );
     // Carried out: the same file now describes a past state, and is refused.
     let (code, shown, _) = run(&ws, &sim, &["apply", "--plan", &file]);
     assert_eq!(code, 1, "{shown}");
-    assert!(shown.contains("plan.stale") || shown.contains("nothing was done"), "{shown}");
+    assert!(
+        shown.contains("plan.stale") || shown.contains("nothing was done"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -52,9 +59,16 @@ fn a_plan_whose_manifests_changed_is_refused_and_nothing_is_done() {
     assert_eq!(code, 1, "{shown}");
     assert!(shown.contains("nothing was done"), "{shown}");
     assert!(shown.contains("the manifests changed"), "{shown}");
-    assert!(shown.contains(NEWER) && shown.contains("the actions changed"), "{shown}");
+    assert!(
+        shown.contains(NEWER) && shown.contains("the actions changed"),
+        "{shown}"
+    );
     assert_eq!(sim.count(UPDATE), updates, "no machine was updated");
-    assert!(sim.images().iter().all(|(_, i)| i == OLD), "{:?}", sim.images());
+    assert!(
+        sim.images().iter().all(|(_, i)| i == OLD),
+        "{:?}",
+        sim.images()
+    );
 }
 
 #[test]
@@ -73,9 +87,16 @@ fn a_plan_whose_fly_state_changed_is_refused_and_nothing_is_done() {
     let message = json["message"].as_str().unwrap_or_default();
     assert!(!message.contains("the manifests changed"), "{message}");
     assert!(message.contains("the actions changed"), "{message}");
-    assert!(message.contains(&format!("image {NEW} → {NEWER}")), "{message}");
+    assert!(
+        message.contains(&format!("image {NEW} → {NEWER}")),
+        "{message}"
+    );
     assert_eq!(sim.count(UPDATE), updates, "no machine was updated");
-    assert!(sim.images().iter().all(|(_, i)| i == NEW), "{:?}", sim.images());
+    assert!(
+        sim.images().iter().all(|(_, i)| i == NEW),
+        "{:?}",
+        sim.images()
+    );
 }
 
 #[test]
@@ -86,6 +107,13 @@ fn a_file_that_is_not_a_plan_is_refused() {
     std::fs::write(&file, r#"{"kind":"diff","apps":[]}"#).unwrap();
     let (code, shown, _) = run(&ws, &sim, &["apply", "--plan", file.to_str().unwrap()]);
     assert_eq!(code, 1, "{shown}");
-    assert!(shown.contains("is not a plan written by `opsctl plan --out`"), "{shown}");
-    assert!(sim.images().iter().all(|(_, i)| i == OLD), "{:?}", sim.images());
+    assert!(
+        shown.contains("is not a plan written by `opsctl plan --out`"),
+        "{shown}"
+    );
+    assert!(
+        sim.images().iter().all(|(_, i)| i == OLD),
+        "{:?}",
+        sim.images()
+    );
 }

@@ -21,18 +21,30 @@ fn deployed_new() -> (Sim, Workspace) {
     let ws = Workspace::new(NEW);
     let (code, shown, _) = run(&ws, &sim, &["apply"]);
     assert_eq!(code, 0, "{shown}");
-    assert!(sim.images().iter().all(|(_, i)| i == NEW), "{:?}", sim.images());
+    assert!(
+        sim.images().iter().all(|(_, i)| i == NEW),
+        "{:?}",
+        sim.images()
+    );
     (sim, ws)
 }
 
 fn releases(sim: &Sim) -> Vec<(i64, String)> {
     let out = sim.get("/api/v1/apps/lowendinsight/releases");
-    let list = out["releases"].as_array().or(out.as_array()).cloned().unwrap_or_default();
+    let list = out["releases"]
+        .as_array()
+        .or(out.as_array())
+        .cloned()
+        .unwrap_or_default();
     list.iter()
         .map(|r| {
             (
                 r["version"].as_i64().unwrap_or_default(),
-                r["image_ref"].as_str().or(r["imageRef"].as_str()).unwrap_or_default().to_owned(),
+                r["image_ref"]
+                    .as_str()
+                    .or(r["imageRef"].as_str())
+                    .unwrap_or_default()
+                    .to_owned(),
             )
         })
         .collect()
@@ -50,8 +62,14 @@ fn rolls_back_to_the_previous_release_after_approval_and_pins_the_new_image_out(
     assert_eq!(asked["rule"], "gate.rollback.phase1.gated", "{asked}");
     assert_eq!(asked["from"]["image"], NEW, "{asked}");
     assert_eq!(asked["to"]["image"], OLD, "{asked}");
-    assert_eq!(asked["to"]["version"], 109, "the release before the current one: {asked}");
-    assert_eq!(sim.count("POST /v1/apps/{app}/machines/{id}"), updates_before);
+    assert_eq!(
+        asked["to"]["version"], 109,
+        "the release before the current one: {asked}"
+    );
+    assert_eq!(
+        sim.count("POST /v1/apps/{app}/machines/{id}"),
+        updates_before
+    );
     let id = asked["approval"].as_str().unwrap().to_owned();
 
     // An `apply` pass meanwhile does not supersede the rollback's approval.
@@ -62,7 +80,10 @@ fn rolls_back_to_the_previous_release_after_approval_and_pins_the_new_image_out(
 
     let (code, shown, _) = run(&ws, &sim, &["approve", &id]);
     assert_eq!(code, 0, "{shown}");
-    assert!(shown.contains("opsctl rollback lowendinsight --to 109"), "{shown}");
+    assert!(
+        shown.contains("opsctl rollback lowendinsight --to 109"),
+        "{shown}"
+    );
 
     let (code, shown, done) = run(&ws, &sim, &["rollback", "lowendinsight", "-o", "json"]);
     assert_eq!(code, 0, "{shown}");
@@ -72,9 +93,16 @@ fn rolls_back_to_the_previous_release_after_approval_and_pins_the_new_image_out(
     assert_eq!(rec["trigger"], "rollback", "{rec}");
     assert_eq!(rec["status"], "succeeded", "{rec}");
     assert_eq!(rec["image"], OLD, "{rec}");
-    assert!(shown.contains("rolling back from v110"), "progress on stderr: {shown}");
+    assert!(
+        shown.contains("rolling back from v110"),
+        "progress on stderr: {shown}"
+    );
     // Machines on the old image, as a *new* release carrying it.
-    assert!(sim.images().iter().all(|(_, i)| i == OLD), "{:?}", sim.images());
+    assert!(
+        sim.images().iter().all(|(_, i)| i == OLD),
+        "{:?}",
+        sim.images()
+    );
     let rel = rec["release"]["version"].as_i64().unwrap();
     assert!(rel > 110, "a new release, not v109 again: {rec}");
     if let Some((_, image)) = releases(&sim).iter().find(|(v, _)| *v == rel) {
@@ -84,13 +112,21 @@ fn rolls_back_to_the_previous_release_after_approval_and_pins_the_new_image_out(
     let (_, _, history) = run(&ws, &sim, &["history", "-o", "json"]);
     assert_eq!(history["deploys"][0]["id"], rec["id"], "{history}");
     let (_, _, pending) = run(&ws, &sim, &["pending", "-o", "json"]);
-    assert_eq!(pending["approvals"].as_array().map(Vec::len), Some(0), "{pending}");
+    assert_eq!(
+        pending["approvals"].as_array().map(Vec::len),
+        Some(0),
+        "{pending}"
+    );
 
     // The manifests still say NEW: the next pass does not put it back.
     let (code, shown, _) = run(&ws, &sim, &["apply"]);
     assert_eq!(code, 1, "blocked: {shown}");
     assert!(shown.contains("pinned out"), "{shown}");
-    assert!(sim.images().iter().all(|(_, i)| i == OLD), "{:?}", sim.images());
+    assert!(
+        sim.images().iter().all(|(_, i)| i == OLD),
+        "{:?}",
+        sim.images()
+    );
 }
 
 #[test]
@@ -104,13 +140,20 @@ fn an_auto_policy_rolls_back_at_once_to_the_version_asked_for() {
         ),
     )
     .unwrap();
-    let (code, shown, done) =
-        run(&ws, &sim, &["rollback", "lowendinsight", "--to", "v107", "-o", "json"]);
+    let (code, shown, done) = run(
+        &ws,
+        &sim,
+        &["rollback", "lowendinsight", "--to", "v107", "-o", "json"],
+    );
     assert_eq!(code, 0, "{shown}");
     assert_eq!(done["rule"], "gate.rollback.phase1.auto", "{done}");
     let older = "registry.fly.io/lowendinsight:deployment-OLDER";
     assert_eq!(done["to"]["image"], older, "{done}");
-    assert!(sim.images().iter().all(|(_, i)| i == older), "{:?}", sim.images());
+    assert!(
+        sim.images().iter().all(|(_, i)| i == older),
+        "{:?}",
+        sim.images()
+    );
 }
 
 #[test]
@@ -120,7 +163,10 @@ fn an_unknown_version_is_refused_with_the_releases_listed() {
     let (code, shown, _) = run(&ws, &sim, &["rollback", "lowendinsight", "--to", "999"]);
     assert_eq!(code, 1, "{shown}");
     assert!(shown.contains("no release v999"), "{shown}");
-    assert!(shown.contains("v109 (registry.fly.io/lowendinsight:deployment-OLD"), "{shown}");
+    assert!(
+        shown.contains("v109 (registry.fly.io/lowendinsight:deployment-OLD"),
+        "{shown}"
+    );
     assert_eq!(sim.count("POST /v1/apps/{app}/machines/{id}"), updates);
 
     let (code, shown, _) = run(&ws, &sim, &["rollback", "lowendinsight", "--to", "110"]);
@@ -129,7 +175,10 @@ fn an_unknown_version_is_refused_with_the_releases_listed() {
 
     let (code, shown, _) = run(&ws, &sim, &["rollback", "nope"]);
     assert_eq!(code, 1, "{shown}");
-    assert!(shown.contains("no FlyApp named \"nope\"") && shown.contains("lowendinsight"), "{shown}");
+    assert!(
+        shown.contains("no FlyApp named \"nope\"") && shown.contains("lowendinsight"),
+        "{shown}"
+    );
 }
 
 #[test]
@@ -142,7 +191,15 @@ fn a_pruned_image_is_refused_with_the_reason_and_nothing_is_asked_or_changed() {
     assert!(shown.contains("pruned"), "{shown}");
     assert!(shown.contains("rollback.image_unavailable"), "{shown}");
     assert_eq!(sim.count("POST /v1/apps/{app}/machines/{id}"), updates);
-    assert!(sim.images().iter().all(|(_, i)| i == NEW), "{:?}", sim.images());
+    assert!(
+        sim.images().iter().all(|(_, i)| i == NEW),
+        "{:?}",
+        sim.images()
+    );
     let (_, _, pending) = run(&ws, &sim, &["pending", "-o", "json"]);
-    assert_eq!(pending["approvals"].as_array().map(Vec::len), Some(0), "{pending}");
+    assert_eq!(
+        pending["approvals"].as_array().map(Vec::len),
+        Some(0),
+        "{pending}"
+    );
 }

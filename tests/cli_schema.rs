@@ -21,14 +21,22 @@ fn without_a_kind_every_kind_comes_as_one_object() {
     let out = opsctl().arg("schema").output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let all: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let keys: Vec<&str> = all.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = all
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     let mut want = KINDS.to_vec();
     want.sort();
     let mut keys_sorted = keys.clone();
     keys_sorted.sort();
     assert_eq!(keys_sorted, want);
     for k in KINDS {
-        assert_eq!(all[k]["$schema"], "https://json-schema.org/draft/2020-12/schema");
+        assert_eq!(
+            all[k]["$schema"],
+            "https://json-schema.org/draft/2020-12/schema"
+        );
         assert_eq!(all[k]["properties"]["kind"]["const"], k);
     }
 }
@@ -40,7 +48,13 @@ fn one_kind_in_any_case_and_its_camel_case_fields() {
     let s: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["title"], "FlyApp");
     let spec = &s["$defs"]["FlyAppSpec"]["properties"];
-    for field in ["primaryRegion", "processGroups", "image", "deploy", "health"] {
+    for field in [
+        "primaryRegion",
+        "processGroups",
+        "image",
+        "deploy",
+        "health",
+    ] {
         assert!(spec.get(field).is_some(), "{field} in {spec}");
     }
     assert_eq!(s["$defs"]["Duration"]["type"], "string");
@@ -71,6 +85,9 @@ fn write_produces_the_shipped_files() {
         let shipped =
             std::fs::read_to_string(repo_root().join(format!("crds-like/schemas/{k}.json")))
                 .unwrap();
-        assert_eq!(written, shipped, "{k}: refresh with `opsctl schema --write crds-like/schemas`");
+        assert_eq!(
+            written, shipped,
+            "{k}: refresh with `opsctl schema --write crds-like/schemas`"
+        );
     }
 }

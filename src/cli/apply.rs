@@ -91,15 +91,21 @@ fn read_plan(path: &Path) -> anyhow::Result<(Vec<Saved>, String)> {
             ),
         )
     };
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| unreadable(format!("cannot read it ({e})")))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| unreadable(format!("cannot read it ({e})")))?;
     let doc: Value = serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
     if doc["kind"] != "plan" {
         return Err(unreadable("its `kind` is not \"plan\"".into()));
     }
-    let computed = doc["computed_at"].as_str().unwrap_or("an unknown time").to_owned();
+    let computed = doc["computed_at"]
+        .as_str()
+        .unwrap_or("an unknown time")
+        .to_owned();
     let mut saved = Vec::new();
-    for a in doc["apps"].as_array().ok_or_else(|| unreadable("no `apps` list".into()))? {
+    for a in doc["apps"]
+        .as_array()
+        .ok_or_else(|| unreadable("no `apps` list".into()))?
+    {
         let app = a["app"].as_str().unwrap_or_default().to_owned();
         if a["outcome"] == "error" {
             return Err(coded(

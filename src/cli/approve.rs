@@ -126,10 +126,11 @@ async fn approve_rollback(
     a: &Approval,
 ) -> anyhow::Result<ExitCode> {
     let version = a.rollback_version();
-    let now_hash = match super::rollback::plan_rollback(planner, set, app, version, SystemClock.now()).await {
-        Ok(plan) => plan.plan_hash,
-        Err(e) => format!("none ({})", super::output::error_line(&e)),
-    };
+    let now_hash =
+        match super::rollback::plan_rollback(planner, set, app, version, SystemClock.now()).await {
+            Ok(plan) => plan.plan_hash,
+            Err(e) => format!("none ({})", super::output::error_line(&e)),
+        };
     if now_hash != a.data.plan_hash {
         decide(global, a, "stale")?;
         return Err(coded(

@@ -101,6 +101,7 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// One reconcile pass: roll out what governance allows (auto or approved), check health,
     /// roll back on failure; queue gated plans for approval. Exit 3 when something waits.
+    /// With `--plan FILE`: exactly the plan `opsctl plan --out FILE` saved, or refused.
     Apply(apply::ApplyArgs),
     /// The long-running reconciler: reacts to commits in the manifests checkout.
     ///

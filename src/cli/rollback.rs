@@ -319,22 +319,29 @@ fn approval_data(plan: &RollbackPlan) -> ApprovalData {
 }
 
 /// The FlyApp manifest named `app`, or an error listing the apps.
-pub fn find_app<'a>(set: &'a ManifestSet, app: &str, global: &Global) -> anyhow::Result<&'a FlyApp> {
-    set.apps.iter().find(|a| a.app_name() == app).ok_or_else(|| {
-        let names: Vec<&str> = set.apps.iter().map(FlyApp::app_name).collect();
-        coded(
-            "rollback.unknown_app",
-            format!(
-                "no FlyApp named {app:?} in {}; the apps are: {}",
-                validate::shown(&global.manifests),
-                if names.is_empty() {
-                    "(none)".to_owned()
-                } else {
-                    names.join(", ")
-                }
-            ),
-        )
-    })
+pub fn find_app<'a>(
+    set: &'a ManifestSet,
+    app: &str,
+    global: &Global,
+) -> anyhow::Result<&'a FlyApp> {
+    set.apps
+        .iter()
+        .find(|a| a.app_name() == app)
+        .ok_or_else(|| {
+            let names: Vec<&str> = set.apps.iter().map(FlyApp::app_name).collect();
+            coded(
+                "rollback.unknown_app",
+                format!(
+                    "no FlyApp named {app:?} in {}; the apps are: {}",
+                    validate::shown(&global.manifests),
+                    if names.is_empty() {
+                        "(none)".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            )
+        })
 }
 
 pub async fn exec(args: RollbackArgs, global: &Global) -> anyhow::Result<ExitCode> {
@@ -375,9 +382,14 @@ pub async fn exec(args: RollbackArgs, global: &Global) -> anyhow::Result<ExitCod
     // cannot start. Asked before governance, so nobody approves an impossible rollback.
     progress(
         global,
-        &format!("{name}: checking that {} is still in the registry", plan.to_image),
+        &format!(
+            "{name}: checking that {} is still in the registry",
+            plan.to_image
+        ),
     );
-    let verdict = deployer.check_registry(std::slice::from_ref(&plan.to_image)).await;
+    let verdict = deployer
+        .check_registry(std::slice::from_ref(&plan.to_image))
+        .await;
     if let Some((class, why)) = verdict.escalation() {
         return Err(coded(
             "rollback.image_unavailable",
@@ -472,7 +484,10 @@ pub async fn exec(args: RollbackArgs, global: &Global) -> anyhow::Result<ExitCod
                     let a = approvals::create_pending(
                         store,
                         &name,
-                        format!("{name}: rollback {} — {}", plan.action.detail, plan.decision.rule),
+                        format!(
+                            "{name}: rollback {} — {}",
+                            plan.action.detail, plan.decision.rule
+                        ),
                         approval_data(&plan),
                         now,
                     )?;
@@ -515,7 +530,12 @@ pub async fn exec(args: RollbackArgs, global: &Global) -> anyhow::Result<ExitCod
         Outcome::Blocked { reason } => {
             doc["outcome"] = json!("blocked");
             doc["reason"] = json!(reason);
-            finish(global, doc, &format!("{name}: rollback blocked: {reason}\n"), 1)
+            finish(
+                global,
+                doc,
+                &format!("{name}: rollback blocked: {reason}\n"),
+                1,
+            )
         }
         Outcome::NothingToDo(_) => {
             doc["outcome"] = json!("in_sync");

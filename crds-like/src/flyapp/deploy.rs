@@ -95,7 +95,9 @@ fn default_fail_after() -> DurationStr {
 }
 
 /// Deploy strategy, as flyctl names them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
     /// Per group: first machine alone, then up to `maxUnavailable` at a time.

@@ -21,7 +21,9 @@ pub struct HealthSpec {
 }
 
 /// How machine checks decide health.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum MachineChecksRule {
     /// ≥ 1 check and all passing on every managed machine (flyctl's rule).

@@ -74,7 +74,9 @@ fn default_ci_timeout() -> DurationStr {
 }
 
 /// Where CI results come from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum CiProvider {
     /// GitHub's REST API: commit statuses and check runs.

@@ -82,7 +82,19 @@ pub const RECORD_KINDS: &[&str] = &[
 
 /// Severity, ordered `info < low < medium < high < critical`; a record's beads priority P0..P4
 /// is critical..info ([`Severity::from_priority`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// P4.

@@ -63,7 +63,9 @@ pub struct CertWindowSpec {
 }
 
 /// What to do when a certificate is short, expired or not ready.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OnShort {
     /// Raise a signal (`cert_expiring` / `cert_not_ready`) for the incident pipeline, which

@@ -233,7 +233,19 @@ impl Default for GatesSpec {
 
 /// An operation an agent role may be allowed (ADR §4), named after the flyctl command it
 /// stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Operation {
     /// Roll out a release through a strategy (`fly deploy`), release command included:

@@ -112,7 +112,19 @@ pub struct RuleMatch {
 }
 
 /// Incident classes (ADR §2; cases README "Incident classes").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Classification {
     /// Not a fault worth acting on (a child process restarted, health passing).

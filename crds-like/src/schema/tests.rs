@@ -47,7 +47,10 @@ fn every_known_kind_has_a_schema_and_no_other() {
     for k in KNOWN_KINDS {
         let s = for_kind(k).unwrap_or_else(|| panic!("no schema for {k}"));
         assert_eq!(s["properties"]["kind"]["const"], *k);
-        assert_eq!(s["additionalProperties"], false, "{k}: unknown top-level keys");
+        assert_eq!(
+            s["additionalProperties"], false,
+            "{k}: unknown top-level keys"
+        );
     }
     assert!(for_kind("Flyapp").is_none());
     assert_eq!(all().len(), KNOWN_KINDS.len());
@@ -77,12 +80,13 @@ fn check(root: &Value, s: &Value, node: &Node, at: &str) -> Vec<String> {
     let s = resolve(root, s);
     for key in ["oneOf", "anyOf"] {
         if let Some(alts) = s.get(key).and_then(Value::as_array) {
-            let results: Vec<Vec<String>> =
-                alts.iter().map(|a| check(root, a, node, at)).collect();
+            let results: Vec<Vec<String>> = alts.iter().map(|a| check(root, a, node, at)).collect();
             if results.iter().any(Vec::is_empty) {
                 return Vec::new();
             }
-            return vec![format!("{at}: matches none of the {key} alternatives: {results:?}")];
+            return vec![format!(
+                "{at}: matches none of the {key} alternatives: {results:?}"
+            )];
         }
     }
     let mut problems: Vec<String> = s
@@ -95,14 +99,24 @@ fn check(root: &Value, s: &Value, node: &Node, at: &str) -> Vec<String> {
     match &node.value {
         Yaml::Map(entries) => {
             if !allows(s, "object") {
-                problems.push(format!("{at}: a mapping where the schema wants {}", s["type"]));
+                problems.push(format!(
+                    "{at}: a mapping where the schema wants {}",
+                    s["type"]
+                ));
                 return problems;
             }
             let props = s.get("properties");
             for e in entries {
-                let key = e.key.scalar().map(|(k, _)| k.to_owned()).unwrap_or_default();
+                let key = e
+                    .key
+                    .scalar()
+                    .map(|(k, _)| k.to_owned())
+                    .unwrap_or_default();
                 let here = format!("{at}.{key}");
-                match (props.and_then(|p| p.get(&key)), s.get("additionalProperties")) {
+                match (
+                    props.and_then(|p| p.get(&key)),
+                    s.get("additionalProperties"),
+                ) {
                     (Some(sub), _) => problems.extend(check(root, sub, &e.value, &here)),
                     (None, Some(Value::Bool(false))) => {
                         problems.push(format!("{here}: not a field of the schema"))
@@ -134,8 +148,16 @@ fn check(root: &Value, s: &Value, node: &Node, at: &str) -> Vec<String> {
             {
                 problems.push(format!("{at}: `{text}` is not the constant `{c}`"));
             }
-            if !node.is_null() && s.get("type").is_some() && !["string", "number", "integer", "boolean"].iter().any(|t| allows(s, t)) {
-                problems.push(format!("{at}: a scalar where the schema wants {}", s["type"]));
+            if !node.is_null()
+                && s.get("type").is_some()
+                && !["string", "number", "integer", "boolean"]
+                    .iter()
+                    .any(|t| allows(s, t))
+            {
+                problems.push(format!(
+                    "{at}: a scalar where the schema wants {}",
+                    s["type"]
+                ));
             }
         }
     }
@@ -155,7 +177,12 @@ fn check_text(file: &str, text: &str) -> (Vec<String>, Vec<String>) {
             .map(|(k, _)| k.to_owned())
             .unwrap_or_default();
         let schema = for_kind(&kind).unwrap_or_else(|| panic!("{file}: no schema for {kind:?}"));
-        problems.extend(check(&schema, &schema, &doc.root, &format!("{file}:{kind}")));
+        problems.extend(check(
+            &schema,
+            &schema,
+            &doc.root,
+            &format!("{file}:{kind}"),
+        ));
         kinds.push(kind);
     }
     (problems, kinds)
@@ -183,7 +210,10 @@ fn shipped() -> Vec<(String, String)> {
     for (i, block) in doc.split("```yaml").skip(1).enumerate() {
         let body = block.split("```").next().unwrap_or_default();
         if body.contains("apiVersion: opsctl.dev/") {
-            out.push((format!("docs/manifests.md yaml block {}", i + 1), body.to_owned()));
+            out.push((
+                format!("docs/manifests.md yaml block {}", i + 1),
+                body.to_owned(),
+            ));
         }
     }
     out
@@ -204,11 +234,21 @@ fn every_key_the_loader_accepts_in_shipped_manifests_is_in_the_schema() {
         kinds.extend(k);
         checked += 1;
     }
-    assert!(problems.is_empty(), "keys the schemas do not describe:\n{}", problems.join("\n"));
-    assert!(checked >= 3, "only {checked} shipped manifest file(s) were checked");
+    assert!(
+        problems.is_empty(),
+        "keys the schemas do not describe:\n{}",
+        problems.join("\n")
+    );
+    assert!(
+        checked >= 3,
+        "only {checked} shipped manifest file(s) were checked"
+    );
     eprintln!("checked {checked} file(s), kinds {kinds:?}");
     for must in ["FlyApp", "GovernancePolicy"] {
-        assert!(kinds.contains(must), "no shipped {must} manifest was checked: {kinds:?}");
+        assert!(
+            kinds.contains(must),
+            "no shipped {must} manifest was checked: {kinds:?}"
+        );
     }
 }
 
@@ -236,7 +276,16 @@ fn hand_written_schemas_say_what_the_loader_takes() {
     assert!(alts.iter().any(|a| a["type"] == "number"));
     assert!(alts.iter().any(|a| a["type"] == "string"));
     let text = serde_json::to_string(&s).unwrap();
-    for camel in ["primaryRegion", "processGroups", "maxUnavailable", "waitTimeout", "memoryMb"] {
-        assert!(text.contains(&format!("\"{camel}\"")), "{camel} missing from the FlyApp schema");
+    for camel in [
+        "primaryRegion",
+        "processGroups",
+        "maxUnavailable",
+        "waitTimeout",
+        "memoryMb",
+    ] {
+        assert!(
+            text.contains(&format!("\"{camel}\"")),
+            "{camel} missing from the FlyApp schema"
+        );
     }
 }
