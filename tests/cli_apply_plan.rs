@@ -117,3 +117,15 @@ fn a_file_that_is_not_a_plan_is_refused() {
         sim.images()
     );
 }
+
+#[test]
+fn a_saved_gated_plan_still_waits_for_approval() {
+    let sim = Sim::start();
+    let ws = Workspace::new(NEW);
+    ws.adr_governance();
+    let file = plan_out(&ws, &sim);
+    let (code, shown, out) = run(&ws, &sim, &["apply", "--plan", &file, "-o", "json"]);
+    assert_eq!(code, 3, "{shown}");
+    assert_eq!(out["apps"][0]["outcome"], "waiting", "{out}");
+    assert_eq!(sim.count(UPDATE), 0, "nothing ran without approval");
+}

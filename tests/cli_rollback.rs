@@ -203,3 +203,26 @@ fn a_pruned_image_is_refused_with_the_reason_and_nothing_is_asked_or_changed() {
         "{pending}"
     );
 }
+
+#[test]
+fn with_no_earlier_release_of_another_image_there_is_nothing_to_roll_back_to() {
+    // The shipped scenario without v107 (OLDER): v108 and v109 both run OLD.
+    let shipped =
+        std::fs::read_to_string(common::repo_root().join("examples/sim/lowendinsight.yaml"))
+            .unwrap();
+    let trimmed = shipped.replace(
+        "      - version: 107\n        image: registry.fly.io/lowendinsight:deployment-OLDER\n        createdAt: \"2026-02-02T10:00:00Z\"\n",
+        "",
+    );
+    assert_ne!(trimmed, shipped, "the scenario lists v107");
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("scenario.yaml");
+    std::fs::write(&scenario, trimmed).unwrap();
+    let sim = Sim::start_with(&scenario);
+    let ws = Workspace::new(OLD);
+    let (code, shown, json) = run(&ws, &sim, &["rollback", "lowendinsight", "-o", "json"]);
+    assert_eq!(code, 1, "{shown}");
+    assert_eq!(json["code"], "rollback.no_target", "{json}");
+    assert!(shown.contains("nothing to roll back to"), "{shown}");
+    assert_eq!(sim.count("POST /v1/apps/{app}/machines/{id}"), 0);
+}

@@ -103,7 +103,7 @@ impl schemars::JsonSchema for DurationStr {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "type": "string",
-            "pattern": "^([0-9]+(ms|s|m|h|d))+$",
+            "pattern": "^\\s*([0-9]+(ms|s|m|h|d))+\\s*$",
             "description": "A duration with units: `90s`, `5m`, `1h`, `1h30m`, `500ms`, `2d`. A bare number is refused.",
             "examples": ["90s", "5m", "1h30m"]
         })
