@@ -93,6 +93,23 @@ impl Serialize for DurationStr {
     }
 }
 
+impl schemars::JsonSchema for DurationStr {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+
+    /// A string of `<digits><unit>` parts, units `ms`, `s`, `m`, `h`, `d` (`90s`, `1h30m`); a
+    /// bare number is refused, as by [`DurationStr::from_str`](std::str::FromStr).
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^\\s*([0-9]+(ms|s|m|h|d))+\\s*$",
+            "description": "A duration with units: `90s`, `5m`, `1h`, `1h30m`, `500ms`, `2d`. A bare number is refused.",
+            "examples": ["90s", "5m", "1h30m"]
+        })
+    }
+}
+
 impl<'de> Deserialize<'de> for DurationStr {
     /// Reads a string with units. A bare number (`interval: 15`) is refused with a message
     /// that suggests the unit, rather than the generic "expected a string".

@@ -25,7 +25,7 @@ pub(crate) use precheck::is_env_var_name;
 pub use precheck::*;
 
 /// `spec` of a `FlyApp`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FlyAppSpec {
     /// Fly app name. Absent: `metadata.name`.
@@ -78,7 +78,7 @@ impl FlyAppSpec {
 }
 
 /// One process group: how many machines run where, and how big they are.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProcessGroup {
     /// Machine count per region, e.g. `{iad: 2, ord: 1}`. A code must be three lowercase
@@ -117,7 +117,7 @@ pub fn is_vm_preset(size: &str) -> bool {
 }
 
 /// Machine size: a Fly preset (`shared-cpu-1x` … `performance-16x`) and optional memory.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VmSpec {
     /// Fly preset name.
@@ -129,7 +129,7 @@ pub struct VmSpec {
 }
 
 /// A Fly Proxy service (fly.toml `[[services]]` / `[http_service]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Service {
     /// `tcp` or `udp`.
@@ -156,7 +156,7 @@ fn default_protocol() -> String {
 }
 
 /// A public port of a service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServicePort {
     /// Public port.
@@ -170,7 +170,7 @@ pub struct ServicePort {
 }
 
 /// Concurrency limits of a service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Concurrency {
     /// `connections` or `requests`.
@@ -183,7 +183,7 @@ pub struct Concurrency {
 }
 
 /// A Fly check (machine-level or service-level).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Check {
     /// `tcp` or `http`.
@@ -210,7 +210,7 @@ pub struct Check {
 }
 
 /// Check type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckKind {
     /// A TCP connect.
@@ -220,7 +220,7 @@ pub enum CheckKind {
 }
 
 /// How Fly stops a machine.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StopConfig {
     /// e.g. `SIGINT`. Absent: `SIGINT` (Fly's default).

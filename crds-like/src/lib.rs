@@ -28,6 +28,7 @@ pub mod import;
 pub mod kinds;
 pub mod load;
 pub mod regions;
+pub mod schema;
 
 pub use duration::DurationStr;
 pub use flyapp::FlyAppSpec;

@@ -23,7 +23,7 @@ mod de;
 mod path;
 mod scalar;
 mod spelling;
-mod tree;
+pub(crate) mod tree;
 mod validate;
 mod walk;
 
@@ -51,7 +51,7 @@ pub(crate) use validate::Checker;
 pub(crate) use validate::path as field_path;
 
 /// `metadata` of any manifest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Metadata {
     /// Unique per kind within a manifest set.

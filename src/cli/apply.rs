@@ -6,6 +6,13 @@
 //! at all (not observable, unknown to Fly): each app is handled on its own, so one such error
 //! does not stop or hide the others.
 //!
+//! `--plan FILE` carries out exactly a plan `opsctl plan --out FILE` wrote, for its apps only:
+//! each app's plan is computed again first and compared with the file (plan hash of Fly's
+//! machines and the actions, the manifests' desired-state revision, each action with its
+//! verdict and rule); any difference refuses the whole file before anything is done (exit 1,
+//! code `plan.stale`, naming what changed per app). Then it runs as a plain `apply` of those
+//! apps, governance included.
+//!
 //! Ctrl-C (or SIGTERM) stops after the current step; a second one exits at once with 130 (see
 //! `signal`). Apps not started by then are reported as `skipped`.
 //!
@@ -14,14 +21,20 @@
 //! "reason"?:…,"record"?:{deploy record},"approval"?:"approval-…","rule"?:…,
 //! "error"?:{"kind":"error","code":…,"message":…,"causes":[…]},"summary":…}]}`.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
+
+use anyhow::Context as _;
 
 use clap::Args;
 use serde_json::{Value, json};
 
-use super::output::{Format, error_json, error_line, print_json, print_text, report_text_only};
+use super::output::{
+    Format, coded, error_json, error_line, print_json, print_text, report_text_only,
+};
 use super::{Global, target, validate};
+use crate::governance::plan::plan_app;
 use crate::governance::{Governed, governed_deploy};
 use crate::records::{DeployRecord, DeployStatus, Trigger};
 use crate::runtime::deploy::Outcome;
@@ -31,8 +44,166 @@ use crate::runtime::git;
 #[derive(Debug, Args)]
 pub struct ApplyArgs {
     /// Only this app.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "plan")]
     pub app: Option<String>,
+    /// Carry out exactly the plan `opsctl plan --out FILE` wrote (its apps only), like
+    /// `terraform apply plan.tfplan`: refused with nothing done (exit 1) when the plan computed
+    /// now differs (Fly's machines, the manifests, the actions or their governance decisions),
+    /// with what changed. Governance still applies: a gated action waits for approval (exit 3).
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+}
+
+/// One app of a saved plan file: what `apply --plan` compares.
+struct Saved {
+    app: String,
+    plan_hash: String,
+    revision: Option<String>,
+    actions: Vec<String>,
+}
+
+/// `kind: detail [verdict, rule]` of each action of a plan, as JSON from `plan_json`.
+fn action_lines(actions: &Value) -> Vec<String> {
+    actions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            format!(
+                "{}: {} [{}, {}]",
+                a["kind"].as_str().unwrap_or_default(),
+                a["detail"].as_str().unwrap_or_default(),
+                a["verdict"].as_str().unwrap_or_default(),
+                a["rule"].as_str().unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+/// Read a plan file written by `opsctl plan --out`.
+fn read_plan(path: &Path) -> anyhow::Result<(Vec<Saved>, String)> {
+    let unreadable = |why: String| {
+        coded(
+            "plan.unreadable",
+            format!(
+                "{} is not a plan written by `opsctl plan --out`: {why}",
+                path.display()
+            ),
+        )
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| unreadable(format!("cannot read it ({e})")))?;
+    let doc: Value = serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
+    if doc["kind"] != "plan" {
+        return Err(unreadable("its `kind` is not \"plan\"".into()));
+    }
+    let computed = doc["computed_at"]
+        .as_str()
+        .unwrap_or("an unknown time")
+        .to_owned();
+    let mut saved = Vec::new();
+    for a in doc["apps"]
+        .as_array()
+        .ok_or_else(|| unreadable("no `apps` list".into()))?
+    {
+        let app = a["app"].as_str().unwrap_or_default().to_owned();
+        if a["outcome"] == "error" {
+            return Err(coded(
+                "plan.has_errors",
+                format!(
+                    "{} could not plan {app} (it holds an error, not a plan); nothing was done. Run `opsctl plan --out {}` again once it plans",
+                    path.display(),
+                    path.display()
+                ),
+            ));
+        }
+        let Some(hash) = a["plan_hash"].as_str() else {
+            return Err(unreadable(format!("app {app:?} has no plan_hash")));
+        };
+        saved.push(Saved {
+            app,
+            plan_hash: hash.to_owned(),
+            revision: a["revision"].as_str().map(str::to_owned),
+            actions: action_lines(&a["actions"]),
+        });
+    }
+    if saved.is_empty() {
+        return Err(unreadable("it plans no app".into()));
+    }
+    Ok((saved, computed))
+}
+
+/// Recompute each saved app's plan now; the apps (in the file's order) when every one is the
+/// same, else an error naming what changed per app. Nothing is done either way.
+async fn check_plan<'a>(
+    deployer: &crate::runtime::deploy::Deployer,
+    set: &'a opsctl_crds::ManifestSet,
+    path: &Path,
+) -> anyhow::Result<Vec<&'a opsctl_crds::FlyApp>> {
+    let (saved, computed) = read_plan(path)?;
+    let now = deployer.clock.now();
+    let mut apps = Vec::new();
+    let mut changes = Vec::new();
+    for s in &saved {
+        let Some(app) = set.apps.iter().find(|a| a.app_name() == s.app) else {
+            changes.push(format!("{}: no longer in the manifests", s.app));
+            continue;
+        };
+        let plan = plan_app(deployer, set, app, now)
+            .await
+            .with_context(|| format!("planning {} again", s.app))?;
+        let actions = action_lines(&super::plan::plan_json(&plan)["actions"]);
+        let mut what = Vec::new();
+        if s.revision.as_deref().is_some_and(|r| r != app.revision()) {
+            what.push(format!(
+                "the manifests changed (desired state {} → {})",
+                s.revision.as_deref().unwrap_or_default(),
+                app.revision()
+            ));
+        }
+        if actions != s.actions {
+            let fmt = |v: &[String]| {
+                if v.is_empty() {
+                    "nothing".to_owned()
+                } else {
+                    v.join("; ")
+                }
+            };
+            what.push(format!(
+                "the actions changed: planned {}, now {}",
+                fmt(&s.actions),
+                fmt(&actions)
+            ));
+        }
+        if plan.plan_hash != s.plan_hash && what.is_empty() {
+            what.push(
+                "what Fly reports changed (machines, their images, instance versions or sizes)"
+                    .to_owned(),
+            );
+        }
+        if plan.plan_hash != s.plan_hash || !what.is_empty() {
+            changes.push(format!(
+                "{}: plan {} → {}: {}",
+                s.app,
+                s.plan_hash,
+                plan.plan_hash,
+                what.join("; ")
+            ));
+        }
+        apps.push(app);
+    }
+    if !changes.is_empty() {
+        return Err(coded(
+            "plan.stale",
+            format!(
+                "the plan in {} (computed at {computed}) is not what a pass would do now; nothing was done. Changes:\n  {}\nReview the new plan with `opsctl plan --out {}` and apply that",
+                path.display(),
+                changes.join("\n  "),
+                path.display()
+            ),
+        ));
+    }
+    Ok(apps)
 }
 
 pub async fn exec(args: ApplyArgs, global: &Global) -> anyhow::Result<ExitCode> {
@@ -52,14 +223,18 @@ pub async fn exec(args: ApplyArgs, global: &Global) -> anyhow::Result<ExitCode> 
     let mut waiting = false;
     deployer.poll = Duration::from_millis(500);
     let commit = git::head_commit(&global.manifests).await;
+    let apps: Vec<&opsctl_crds::FlyApp> = match &args.plan {
+        Some(path) => check_plan(&deployer, &set, path).await?,
+        None => set
+            .apps
+            .iter()
+            .filter(|a| args.app.as_deref().is_none_or(|n| n == a.app_name()))
+            .collect(),
+    };
     let mut results = Vec::new();
     let mut ok = true;
     let mut failed = Vec::new();
-    for app in set
-        .apps
-        .iter()
-        .filter(|a| args.app.as_deref().is_none_or(|n| n == a.app_name()))
-    {
+    for app in apps {
         let name = app.app_name();
         if *stop.borrow() {
             results.push(json!({"app": name, "outcome": "skipped",

@@ -89,6 +89,9 @@ pub async fn approve(args: DecideArgs, global: &Global) -> anyhow::Result<ExitCo
     };
     let target = target::connect(&global.fly).await?;
     let planner = planner(&target, global, false)?;
+    if a.is_rollback() {
+        return approve_rollback(global, &planner, &set, app, &a).await;
+    }
     let plan = plan_app(&planner, &set, app, SystemClock.now()).await?;
     if plan.plan_hash != a.data.plan_hash {
         decide(global, &a, "stale")?;
@@ -110,6 +113,46 @@ pub async fn approve(args: DecideArgs, global: &Global) -> anyhow::Result<ExitCo
         global,
         &a,
         "approved this plan; the running reconciler or the next `opsctl apply` carries it out",
+    )
+}
+
+/// A manual rollback's approval (`opsctl rollback`): re-check it against the rollback to the
+/// same release computed now; the same hash → approved, and `opsctl rollback` carries it out.
+async fn approve_rollback(
+    global: &Global,
+    planner: &crate::runtime::deploy::Deployer,
+    set: &opsctl_crds::ManifestSet,
+    app: &opsctl_crds::FlyApp,
+    a: &Approval,
+) -> anyhow::Result<ExitCode> {
+    let version = a.rollback_version();
+    let now_hash =
+        match super::rollback::plan_rollback(planner, set, app, version, SystemClock.now()).await {
+            Ok(plan) => plan.plan_hash,
+            Err(e) => format!("none ({})", super::output::error_line(&e)),
+        };
+    if now_hash != a.data.plan_hash {
+        decide(global, a, "stale")?;
+        return Err(coded(
+            "approval.stale",
+            format!(
+                "approval {} is stale: it was for rollback plan {}, but the rollback computed now from Fly and the manifests is {now_hash} (Fly's state changed); nothing was approved. Run `opsctl rollback {}` again to ask anew",
+                a.id(),
+                a.data.plan_hash,
+                a.app()
+            ),
+        ));
+    }
+    let a = decide(global, a, "approved")?;
+    tracing::info!(approval = %a.id(), app = %a.app(), plan_hash = %a.data.plan_hash, "rollback approved");
+    let to = version.map(|v| format!(" --to {v}")).unwrap_or_default();
+    done(
+        global,
+        &a,
+        &format!(
+            "approved this rollback; run `opsctl rollback {}{to}` to carry it out",
+            a.app()
+        ),
     )
 }
 

@@ -15,7 +15,9 @@ mod output;
 mod pending;
 mod plan;
 mod records;
+mod rollback;
 mod run;
+mod schema;
 mod signal;
 mod sim;
 mod status;
@@ -99,6 +101,7 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// One reconcile pass: roll out what governance allows (auto or approved), check health,
     /// roll back on failure; queue gated plans for approval. Exit 3 when something waits.
+    /// With `--plan FILE`: exactly the plan `opsctl plan --out FILE` saved, or refused.
     Apply(apply::ApplyArgs),
     /// The long-running reconciler: reacts to commits in the manifests checkout.
     ///
@@ -122,6 +125,13 @@ pub enum Command {
     /// Export records as a beads issues.jsonl, or import one.
     #[command(subcommand)]
     Records(records::RecordsCommand),
+    /// Roll an app back to an earlier Fly release (a new release with the older image),
+    /// through governance: by default to the last release whose deploy succeeded before the
+    /// current one, or `--to VERSION`. Exit 3 when it waits for approval, 1 when refused.
+    Rollback(rollback::RollbackArgs),
+    /// Print the JSON Schema (Draft 2020-12) of a resource kind, or of every kind as one
+    /// object keyed by kind; `--write DIR` writes DIR/<Kind>.json instead.
+    Schema(schema::SchemaArgs),
     /// Turn other formats into manifests.
     #[command(subcommand)]
     Import(import::ImportCommand),
@@ -186,13 +196,14 @@ pub fn command() -> clap::Command {
         let uses: &[&str] = match sub.get_name() {
             "validate" => &["manifests", "output"],
             "diff" => &["manifests", "fly", "output"],
-            "apply" | "run" | "plan" | "approve" | "maintenance" => {
+            "apply" | "run" | "plan" | "approve" | "maintenance" | "rollback" => {
                 &["manifests", "state", "store", "fly", "output"]
             }
             "status" => &["manifests", "state", "store", "output"],
             "pending" | "deny" | "history" | "records" => &["state", "store", "output"],
             "demo" => &["state", "output"],
             "import" | "sim" => &["output"],
+            "schema" => &[],
             _ => return sub,
         };
         let mut sub = hide_unused(sub, uses);
@@ -259,6 +270,8 @@ async fn dispatch(command: Command, global: &Global) -> anyhow::Result<ExitCode>
         Command::History(a) => history::exec(a, global),
         Command::Maintenance(c) => maintenance::exec(c, global).await,
         Command::Records(c) => records::exec(c, global),
+        Command::Rollback(a) => rollback::exec(a, global).await,
+        Command::Schema(a) => schema::exec(a, global),
         Command::Import(c) => import::exec(c, global),
         Command::Sim(c) => sim::exec(c, global).await,
         Command::Demo(a) => demo::exec(a, global).await,

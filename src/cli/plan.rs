@@ -6,7 +6,8 @@
 //!
 //! JSON (`-o json`, and the file `--out` writes): `{"kind":"plan","computed_at":UTC,
 //! "apps":[{"app":…,"policy":…,"burn_in":{"count":N,"phase":1|2|3},"context":{"ci_green":…,
-//! "config_unchanged":…,…},"plan_hash":"16 hex","recovering":bool,"blocked"?:…,
+//! "config_unchanged":…,…},"plan_hash":"16 hex","revision":"16 hex (the FlyApp's desired
+//! state)","recovering":bool,"blocked"?:…,
 //! "pending_approval"?:"approval-…","actions":[{"kind":"deploy"|"migration"|"scale"|…,
 //! "detail":…,"verdict":"auto"|"gated"|"denied","rule":…,"why":…,"estimated_cost_usd":…,
 //! "image"?:…}]} | {"app":…,"outcome":"error","error":{…}}]}`.
@@ -33,7 +34,8 @@ pub struct PlanArgs {
     /// Only this app.
     #[arg(long)]
     pub app: Option<String>,
-    /// Also write the plan (JSON, with its plan hashes) to this file.
+    /// Also write the plan (JSON, with its plan hashes) to this file; `opsctl apply --plan
+    /// FILE` carries out exactly that plan later, or refuses if it changed.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
@@ -88,6 +90,9 @@ pub async fn exec(args: PlanArgs, global: &Global) -> anyhow::Result<ExitCode> {
                     .into_iter()
                     .find(|a| a.data.plan_hash == plan.plan_hash);
                 let mut v = plan_json(&plan);
+                // The desired state the plan was computed from: `apply --plan` refuses a plan
+                // whose manifests changed since, even when the actions read the same.
+                v["revision"] = json!(app.revision());
                 if let Some(p) = &pending {
                     v["pending_approval"] = json!(p.id());
                 }

@@ -37,9 +37,12 @@ pub struct ApprovalAction {
     pub rule: String,
     /// The rule, for people.
     pub why: String,
-    /// The image it concerns (deploys and migrations).
+    /// The image it concerns (deploys, migrations, rollbacks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
+    /// For a rollback (`opsctl rollback`): the Fly release version whose image it restores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_version: Option<i64>,
 }
 
 /// `data` of an approval record.
@@ -93,6 +96,21 @@ impl Approval {
     /// The app.
     pub fn app(&self) -> &str {
         self.record.app.as_deref().unwrap_or_default()
+    }
+
+    /// A manual rollback's approval (`opsctl rollback`), not a reconcile plan's: `apply` and
+    /// `run` leave it alone, `approve` re-checks it against the rollback computed now.
+    pub fn is_rollback(&self) -> bool {
+        self.data.actions.iter().any(|a| a.kind == "rollback")
+    }
+
+    /// The release version a rollback approval restores.
+    pub fn rollback_version(&self) -> Option<i64> {
+        self.data
+            .actions
+            .iter()
+            .find(|a| a.kind == "rollback")
+            .and_then(|a| a.release_version)
     }
 
     /// How long it has waited at `now`.

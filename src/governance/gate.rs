@@ -83,6 +83,7 @@ fn approval_data(plan: &AppPlan) -> ApprovalData {
                 rule: a.decision.rule.clone(),
                 why: a.decision.why.clone(),
                 image: a.image.clone(),
+                release_version: None,
             })
             .collect(),
         policy: plan.policy.clone(),
@@ -138,7 +139,11 @@ pub async fn governed_deploy(
     };
     let store = &deployer.store;
     let mut current: Option<Approval> = None;
-    for mut a in approvals::approvals(store, Some(&plan.app))? {
+    // A manual rollback's approval is `opsctl rollback`'s to carry out, not this pass's.
+    for mut a in approvals::approvals(store, Some(&plan.app))?
+        .into_iter()
+        .filter(|a| !a.is_rollback())
+    {
         let open = matches!(a.data.state.as_str(), "pending" | "approved");
         if a.data.plan_hash == plan.plan_hash {
             if current.is_none() {
@@ -236,8 +241,13 @@ fn supersede_open(
     supersede_pending(deployer, &plan.app, now)
 }
 
+/// Close `app`'s pending approvals as superseded, except manual rollbacks (`opsctl rollback`
+/// asked for those; a reconcile pass has nothing to say about them).
 fn supersede_pending(deployer: &Deployer, app: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-    for mut a in approvals::pending(&deployer.store, Some(app))? {
+    for mut a in approvals::pending(&deployer.store, Some(app))?
+        .into_iter()
+        .filter(|a| !a.is_rollback())
+    {
         a.close(&deployer.store, "superseded", now)?;
     }
     Ok(())

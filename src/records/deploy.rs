@@ -218,6 +218,8 @@ pub enum Trigger {
     Reconcile,
     /// `opsctl demo`.
     Demo,
+    /// `opsctl rollback`: a manual rollback by a human, to an earlier release's image.
+    Rollback,
 }
 
 /// A Fly release.

@@ -7,7 +7,7 @@ use super::PreCheckSpec;
 use crate::duration::DurationStr;
 
 /// `spec.deploy`: the rollout strategy and its settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DeploySpec {
     /// Default `rolling` (flyctl's default).
@@ -46,7 +46,7 @@ pub struct DeploySpec {
 }
 
 /// `spec.deploy.drain`: work to let finish before machines are replaced.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DrainSpec {
     /// Wait for these Oban queues to empty. Absent: no Oban drain.
@@ -56,7 +56,7 @@ pub struct DrainSpec {
 
 /// Drain Oban queues before a deploy: wait (read-only) until no job is `executing` or
 /// `available` in `queues`, up to `timeout`, then deploy anyway with a warning (docs/drain.md).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObanDrain {
     /// Variable holding the database URL (a secret: never logged).
@@ -95,7 +95,9 @@ fn default_fail_after() -> DurationStr {
 }
 
 /// Deploy strategy, as flyctl names them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Strategy {
     /// Per group: first machine alone, then up to `maxUnavailable` at a time.
@@ -121,6 +123,25 @@ pub enum MaxUnavailable {
     Count(u32),
     /// This share of the group, rounded up.
     Fraction(f64),
+}
+
+impl schemars::JsonSchema for MaxUnavailable {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "MaxUnavailable".into()
+    }
+
+    /// A YAML integer (a count) or a number with a fraction part (a share of the group); a
+    /// string is refused. Ranges are checked by the loader's validation.
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A machine count like 1, or a fraction of the group like 0.33 (rounded up).",
+            "oneOf": [
+                {"type": "integer", "minimum": 1},
+                {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "not": {"type": "integer"}}
+            ],
+            "examples": [1, 0.33]
+        })
+    }
 }
 
 impl<'de> Deserialize<'de> for MaxUnavailable {

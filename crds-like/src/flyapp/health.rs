@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::duration::DurationStr;
 
 /// `spec.health`: what healthy means.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HealthSpec {
     /// Default `all-passing`: every managed machine has ≥ 1 check and all pass.
@@ -21,7 +21,9 @@ pub struct HealthSpec {
 }
 
 /// How machine checks decide health.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum MachineChecksRule {
     /// ≥ 1 check and all passing on every managed machine (flyctl's rule).
@@ -32,7 +34,7 @@ pub enum MachineChecksRule {
 }
 
 /// An external probe.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Probe {
     /// An HTTP GET.
@@ -40,7 +42,7 @@ pub struct Probe {
 }
 
 /// An HTTP probe.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HttpProbe {
     /// Absolute URL.
@@ -65,7 +67,7 @@ fn default_probe_timeout() -> DurationStr {
 }
 
 /// Dependencies of the app whose failure degrades it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Dependencies {
     /// Redis, URL read from the named environment variable (a secret: never logged).
@@ -80,7 +82,7 @@ pub struct Dependencies {
 }
 
 /// A URL taken from an environment variable, by name.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UrlFromEnv {
     /// Variable name, e.g. `LEI_REDIS_URL`.
@@ -88,7 +90,7 @@ pub struct UrlFromEnv {
 }
 
 /// PostgreSQL dependency.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PostgresDependency {
     /// Variable holding the URL.
@@ -103,7 +105,7 @@ fn default_max_connections_percent() -> u8 {
 }
 
 /// Oban dependency.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObanDependency {
     /// Variable holding the database URL.

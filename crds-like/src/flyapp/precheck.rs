@@ -8,7 +8,7 @@ use crate::duration::DurationStr;
 /// `spec.deploy.preCheck`: what must hold before a deploy touches anything. Both gates are
 /// optional; a gate that is absent does not run. A gate that runs and cannot be evaluated
 /// (GitHub unreachable, the branch missing from the checkout) blocks the deploy.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PreCheckSpec {
     /// The commit's CI must be green. Absent: CI is not consulted.
@@ -33,7 +33,7 @@ impl PreCheckSpec {
 /// (<https://docs.github.com/en/rest/commits/statuses#get-the-combined-status-for-a-specific-reference>)
 /// and check runs
 /// (<https://docs.github.com/en/rest/checks/runs#list-check-runs-for-a-git-reference>).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CiCheck {
     /// CI provider. Default and only value: `github`.
@@ -74,7 +74,9 @@ fn default_ci_timeout() -> DurationStr {
 }
 
 /// Where CI results come from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum CiProvider {
     /// GitHub's REST API: commit statuses and check runs.
@@ -87,7 +89,7 @@ pub enum CiProvider {
 macro_rules! checked_string {
     ($(#[$doc:meta])* $name:ident, $check:path) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
         #[serde(try_from = "String", into = "String")]
         pub struct $name(String);
 

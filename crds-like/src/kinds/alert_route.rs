@@ -22,7 +22,7 @@ use crate::load::field_path as path;
 use crate::load::{Checker, FieldPath};
 
 /// `spec` of an `AlertRoute` manifest.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AlertRouteSpec {
     /// Which events this route takes; absent: every event.
@@ -39,7 +39,7 @@ pub struct AlertRouteSpec {
 }
 
 /// Which events a route takes. Every condition given must hold; an empty list means "any".
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RouteMatch {
     /// Only events at least this severe.
@@ -82,7 +82,19 @@ pub const RECORD_KINDS: &[&str] = &[
 
 /// Severity, ordered `info < low < medium < high < critical`; a record's beads priority P0..P4
 /// is critical..info ([`Severity::from_priority`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// P4.
@@ -132,7 +144,7 @@ impl Severity {
 }
 
 /// One target; exactly one field is set.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Target {
     /// A generic JSON webhook.
@@ -167,7 +179,7 @@ impl Target {
 }
 
 /// A generic webhook: opsctl POSTs its event JSON (`docs/notifications.md`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookTarget {
     /// The URL, written out: only for a URL that holds no secret (no credentials, no token).
@@ -180,7 +192,7 @@ pub struct WebhookTarget {
 
 /// A Slack incoming webhook. Its URL is a secret (whoever has it can post), so only the name
 /// of the environment variable holding it is written.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SlackTarget {
     /// Environment variable holding `https://hooks.slack.com/services/…`.
@@ -189,7 +201,7 @@ pub struct SlackTarget {
 
 /// PagerDuty Events API v2 (`POST https://events.pagerduty.com/v2/enqueue`): an incident
 /// triggers an alert with `dedup_key` = the incident's fingerprint; its closing resolves it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PagerDutyTarget {
     /// Environment variable holding the integration's routing key (a secret).
@@ -205,7 +217,7 @@ pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue"
 
 /// An engineering repository's beads: escalations become issues there with a `caused-by`
 /// dependency on the ops record.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BeadsTarget {
     /// The `issues.jsonl` file; relative to the manifest's directory.

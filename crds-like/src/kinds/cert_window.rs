@@ -36,7 +36,7 @@ pub const MIN_INTERVAL: DurationStr = DurationStr::from_secs(60);
 pub const MAX_MIN_DAYS_REMAINING: u32 = 397;
 
 /// `spec` of a `CertWindow` manifest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CertWindowSpec {
     /// Fly app whose certificates API lists these hostnames; `None` means `metadata.name`
@@ -63,7 +63,9 @@ pub struct CertWindowSpec {
 }
 
 /// What to do when a certificate is short, expired or not ready.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum OnShort {
     /// Raise a signal (`cert_expiring` / `cert_not_ready`) for the incident pipeline, which

@@ -21,7 +21,7 @@ use crate::load::Checker;
 use crate::load::field_path as path;
 
 /// `spec` of a `GovernancePolicy` manifest. `Default` is the ADR's policy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct GovernancePolicySpec {
     /// Fly app names this policy governs. Empty (the default): every app. An app named by a
@@ -84,7 +84,7 @@ impl GovernancePolicySpec {
 
 /// Burn-in thresholds, as 1-based deploy numbers: deploy *n* is the one made after *n − 1*
 /// counted deploys (successful, never rolled back, no incident caused by it).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BurnInSpec {
     /// First deploy number of phase 2. Default 11 (deploys 1–10 are phase 1).
@@ -112,7 +112,7 @@ impl Default for BurnInSpec {
 }
 
 /// What happens to an action in a phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Gate {
     /// Runs without asking.
@@ -143,7 +143,7 @@ impl Gate {
 }
 
 /// The gate of one kind of action in each burn-in phase. All three are required when written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PhaseGates {
     /// Phase 1 (deploys 1–10 by default).
@@ -179,7 +179,7 @@ impl PhaseGates {
 /// response gated / gated / autoWhenKnownRunbook; maintenance checks auto (read-only);
 /// restarts as incident responses; a rollback outside the auto-rollback rules gated;
 /// destroying a machine outside a strategy denied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct GatesSpec {
     /// A rollout of a new image or config.
@@ -233,7 +233,19 @@ impl Default for GatesSpec {
 
 /// An operation an agent role may be allowed (ADR §4), named after the flyctl command it
 /// stands for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Operation {
     /// Roll out a release through a strategy (`fly deploy`), release command included:
@@ -325,7 +337,7 @@ impl Operation {
 }
 
 /// The operations one role may use.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoleSpec {
     /// Allowed operations. Required when the role is written.
@@ -350,7 +362,7 @@ impl RoleSpec {
 }
 
 /// The allowlist of each agent role (ADR §3–4).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct RolesSpec {
     /// Runs the deploy pipeline. Default: deploy, status, logs, releases, rollback, scale
@@ -401,7 +413,7 @@ impl Default for RolesSpec {
 
 /// Estimated-cost caps per action, US dollars (LLM spend where an LLM is used; API calls and
 /// machine-hours otherwise). An action over its mode's cap is denied.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct BudgetsSpec {
     /// Deploy-mode actions (deploy, rollback, migration, scale, restart, destroy). Default 0.50.
@@ -424,7 +436,7 @@ impl Default for BudgetsSpec {
 
 /// Auto-rollback rules. The ADR makes both unconditional; turning one off is allowed with a
 /// warning.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct AutoRollbackSpec {
     /// Roll back without asking when a new release fails health. Default true.
@@ -443,7 +455,7 @@ impl Default for AutoRollbackSpec {
 }
 
 /// Allow or deny.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum WindowKind {
     /// Deploy-mode actions may run only inside some allow window (when any is declared).
@@ -455,7 +467,7 @@ pub enum WindowKind {
 /// A freeze (or allow) window: it opens at each occurrence of `schedule` in `timeZone` and
 /// stays open for `duration` (Argo CD sync windows' semantics). Rollbacks for health failures
 /// and outages run regardless.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FreezeWindow {
     /// `allow` or `deny`.

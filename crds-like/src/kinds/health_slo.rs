@@ -40,7 +40,7 @@ pub const DEFAULT_PERIOD: DurationStr = DurationStr::from_secs(30 * 86_400);
 pub const DEFAULT_MIN_SAMPLES: u32 = 10;
 
 /// `spec` of a `HealthSLO` manifest.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HealthSloSpec {
     /// Fly app whose probe results count; `None` means `metadata.name`
@@ -68,7 +68,7 @@ pub struct HealthSloSpec {
 }
 
 /// A latency objective: `target` of successful probes answer within `threshold`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LatencyObjective {
     /// A probe slower than this is a bad latency sample (e.g. `500ms`).
@@ -78,7 +78,7 @@ pub struct LatencyObjective {
 }
 
 /// One multi-window burn-rate alert (SRE Workbook, "Alerting on SLOs").
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BurnRateAlert {
     /// Who hears about it.
@@ -94,7 +94,19 @@ pub struct BurnRateAlert {
 }
 
 /// How urgent a burn-rate alert is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Wake someone up.
@@ -128,6 +140,25 @@ impl fmt::Display for Ratio {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Rounded to 6 decimals so 0.999 prints 99.9%, not 99.89999999999999%.
         write!(f, "{}%", (self.0 * 100.0 * 1e6).round() / 1e6)
+    }
+}
+
+impl schemars::JsonSchema for Ratio {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Ratio".into()
+    }
+
+    /// A YAML number (the fraction, `0.999`) or a string percentage (`"99.9%"`), as the
+    /// loader reads it; range checks are the loader's validation.
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A fraction like 0.999 or a percentage like \"99.9%\".",
+            "oneOf": [
+                {"type": "number"},
+                {"type": "string", "pattern": "^\\s*[0-9]+(\\.[0-9]+)?\\s*%\\s*$"}
+            ],
+            "examples": [0.999, "99.9%"]
+        })
     }
 }
 

@@ -22,7 +22,7 @@ use crate::flyapp::{VM_PRESETS, is_vm_preset};
 use crate::load::{Checker, field_path};
 
 /// `spec` of a `MaintenanceSchedule` manifest.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MaintenanceScheduleSpec {
     /// Per-check schedules and thresholds. Absent, or a check left out: that check's defaults.
@@ -38,7 +38,7 @@ pub struct MaintenanceScheduleSpec {
 }
 
 /// The checks of the ADR's maintenance table, each optional.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChecksSpec {
     /// App health: Fly machine checks plus the `FlyApp`'s external probes. Default every 5 min.
@@ -70,7 +70,7 @@ pub struct ChecksSpec {
 
 /// When one check runs: every `interval` (plus a random delay up to `jitter`), or at each
 /// `cron` occurrence (UTC).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Timing {
     /// Default `true`. `false`: the check never runs.
@@ -169,7 +169,7 @@ pub enum Every {
 }
 
 /// `checks.costSnapshot`: [`Timing`] plus the anomaly rule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CostSnapshotCheck {
     /// Default `true`.
@@ -220,7 +220,7 @@ fn default_trailing_days() -> u32 {
 }
 
 /// `checks.obanQueueDepth`: [`Timing`] plus the growth rule.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ObanQueueDepthCheck {
     /// Default `true`.
@@ -309,7 +309,19 @@ impl ChecksSpec {
 }
 
 /// The checks of the ADR's maintenance table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum CheckName {
     /// App health (machine checks + probes).
@@ -367,7 +379,7 @@ impl CheckName {
 
 /// A cron expression, checked by croner when read (five fields `min hour dom month dow`, or
 /// six with seconds first). Evaluated in UTC.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct CronExpr(String);
 

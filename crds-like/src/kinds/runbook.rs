@@ -52,7 +52,7 @@ pub const SIGNAL_KINDS: &[&str] = &[
 ];
 
 /// `spec` of a `Runbook` manifest.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunbookSpec {
     /// Fly apps it applies to; empty (the default) means every app.
@@ -71,7 +71,7 @@ pub struct RunbookSpec {
 pub const DEFAULT_RECENT_DEPLOY_WINDOW: DurationStr = DurationStr::from_secs(3600);
 
 /// One rule: a signal pattern and the answer to it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RunbookRule {
     /// A name for records and logs (unique within the runbook).
@@ -97,7 +97,7 @@ fn default_confidence() -> f64 {
 }
 
 /// The signal pattern of a rule.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RuleMatch {
     /// Signal kinds ([`SIGNAL_KINDS`]), any of them.
@@ -112,7 +112,19 @@ pub struct RuleMatch {
 }
 
 /// Incident classes (ADR §2; cases README "Incident classes").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Classification {
     /// Not a fault worth acting on (a child process restarted, health passing).
@@ -138,7 +150,7 @@ impl Classification {
 }
 
 /// The closed set of response steps (ADR risk table: no freeform actions).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum Step {
     /// Gather evidence: recent deploys, logs around the first signal, machine events.

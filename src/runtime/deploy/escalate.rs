@@ -23,7 +23,7 @@ use crate::records::{DeployRecord, LinkKind, Record, RecordKind, StoreError};
 impl Deployer {
     /// Look up each of `images` in its registry; the verdict on the set, in words for the
     /// record. One request per distinct image.
-    pub(super) async fn check_registry(&self, images: &[String]) -> RegistryVerdict {
+    pub(crate) async fn check_registry(&self, images: &[String]) -> RegistryVerdict {
         let registry = RegistryClient::for_fly(&self.client);
         let mut seen = Vec::new();
         for image in images {

@@ -201,7 +201,8 @@ impl Deployer {
             &history,
             &plan.image,
             &app.revision(),
-            trigger == Trigger::Apply,
+            // A person at the terminal (`opsctl apply`, `opsctl rollback`) acknowledges a pause.
+            matches!(trigger, Trigger::Apply | Trigger::Rollback),
         ) {
             return Ok(Outcome::Blocked {
                 reason: block.to_string(),
