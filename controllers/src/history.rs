@@ -52,16 +52,20 @@ pub struct PastDeploy {
     pub image_changed: bool,
     /// Fingerprint of the desired state it deployed (`FlyApp::revision`).
     pub revision: String,
+    /// For a manual rollback (`opsctl rollback`) that succeeded: the image a human rolled back
+    /// from. Pinned out like an image that failed health: a person judged it bad.
+    pub rolled_back_from: Option<String>,
 }
 
-/// Images on which a machine failed health after the image changed: known bad. A deploy that
-/// failed because Fly could not be reached, or a config-only change that failed, says nothing
-/// about its image.
+/// Images on which a machine failed health after the image changed, and images a human
+/// rolled back from: known bad. A deploy that failed because Fly could not be reached, or a
+/// config-only change that failed, says nothing about its image.
 pub fn bad_images(history: &[PastDeploy]) -> BTreeSet<&str> {
     history
         .iter()
         .filter(|d| d.failed_health && d.image_changed)
         .map(|d| d.image.as_str())
+        .chain(history.iter().filter_map(|d| d.rolled_back_from.as_deref()))
         .collect()
 }
 
@@ -75,6 +79,14 @@ pub enum Block {
         /// The image.
         image: String,
         /// The record that rolled it back.
+        record: String,
+    },
+    /// A human rolled back from the image (`opsctl rollback`): pinned out until the manifest
+    /// names another image.
+    RolledBackByHand {
+        /// The image.
+        image: String,
+        /// The manual rollback's record.
         record: String,
     },
     /// The last automatic rollback did not restore service: automatic deploys pause until a
@@ -91,6 +103,10 @@ impl std::fmt::Display for Block {
             Block::PinnedOut { image, record } => write!(
                 f,
                 "image {image} failed health in {record}; it is pinned out until the manifest changes"
+            ),
+            Block::RolledBackByHand { image, record } => write!(
+                f,
+                "image {image} was rolled back by hand in {record}; it is pinned out until the manifest changes"
             ),
             Block::Paused { record } => write!(
                 f,
@@ -120,6 +136,15 @@ pub fn may_deploy(
         return Err(Block::PinnedOut {
             image: image.to_owned(),
             record: bad.id.clone(),
+        });
+    }
+    if let Some(manual) = history
+        .iter()
+        .find(|d| d.rolled_back_from.as_deref() == Some(image))
+    {
+        return Err(Block::RolledBackByHand {
+            image: image.to_owned(),
+            record: manual.id.clone(),
         });
     }
     let newest_finished = history

@@ -19,9 +19,10 @@
 //! and the action, which names the target release) and exit 3; after `opsctl approve ID`, the
 //! same `opsctl rollback` runs it (a changed Fly makes the approval stale). Denied → exit 1.
 //!
-//! Afterwards the replaced deploy's image is pinned out (its record is marked as failed
-//! health), so `opsctl run`/`apply` do not redeploy it from the manifests; point `spec.image`
-//! at another image to deploy again. The rollback does not run the release command (no
+//! Afterwards the image rolled back from is pinned out (the rollback's record, trigger
+//! `rollback`, names it: `opsctl_controllers::history::PastDeploy::rolled_back_from`), so
+//! `opsctl run`/`apply` do not redeploy it from the manifests; point `spec.image` at another
+//! image to deploy again. The rollback does not run the release command (no
 //! migration backwards) nor the PreCheck stage (it deploys no new commit).
 //!
 //! Exit: 0 rolled back (record `succeeded`), 3 waiting for approval, 1 otherwise (unknown app
@@ -511,17 +512,10 @@ pub async fn exec(args: RollbackArgs, global: &Global) -> anyhow::Result<ExitCod
             let ok = rec.status == DeployStatus::Succeeded;
             let mut text = format!("{}\n", super::apply::summary(&rec));
             if ok {
-                if let Some(pinned) = pin_out(&deployer, &plan, &rec)? {
-                    text.push_str(&format!(
-                        "{name}: {} is pinned out (deploy {pinned}): `opsctl run`/`apply` will not deploy it again from the manifests; point spec.image at another image to deploy again\n",
-                        plan.from_image
-                    ));
-                } else {
-                    text.push_str(&format!(
-                        "{name}: the manifests may still name {}: the next `opsctl apply`/`run` pass would deploy it again unless spec.image changes\n",
-                        plan.from_image
-                    ));
-                }
+                text.push_str(&format!(
+                    "{name}: {} is pinned out (rolled back by hand in {}): `opsctl run`/`apply` will not deploy it again from the manifests; point spec.image at another image to deploy again\n",
+                    plan.from_image, rec.id
+                ));
             }
             doc["outcome"] = json!(if ok { "rolled_back" } else { "failed" });
             doc["record"] = json!(rec);
@@ -547,33 +541,6 @@ pub async fn exec(args: RollbackArgs, global: &Global) -> anyhow::Result<ExitCod
             )
         }
     }
-}
-
-/// Mark the deploy that put the replaced image on the machines (the newest one of that image
-/// that succeeded) as failed health, linked to the rollback: the image is then pinned out
-/// (`may_deploy`), as after an automatic rollback. Its id, or `None` when no such record.
-fn pin_out(
-    deployer: &Deployer,
-    plan: &RollbackPlan,
-    rollback: &DeployRecord,
-) -> anyhow::Result<Option<String>> {
-    let replaced = deployer
-        .store
-        .deploys(Some(&plan.app))?
-        .into_iter()
-        .find(|r| {
-            r.id != rollback.id && r.image == plan.from_image && r.status == DeployStatus::Succeeded
-        });
-    let Some(mut replaced) = replaced else {
-        return Ok(None);
-    };
-    replaced.failed_health = true;
-    replaced.reason = Some(format!(
-        "rolled back by hand to v{} ({}) in {}",
-        plan.to_version, plan.to_image, rollback.id
-    ));
-    deployer.store.append(&replaced)?;
-    Ok(Some(replaced.id))
 }
 
 fn waiting(

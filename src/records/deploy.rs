@@ -172,6 +172,10 @@ impl DeployRecord {
             failed_health: self.failed_health,
             image_changed: self.machines.iter().any(|m| m.from_image != self.image),
             revision: self.revision.clone(),
+            rolled_back_from: (self.trigger == Trigger::Rollback
+                && self.status == DeployStatus::Succeeded)
+                .then(|| self.previous_image.clone())
+                .flatten(),
         }
     }
 }

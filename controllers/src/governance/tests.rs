@@ -26,6 +26,7 @@ fn past(id: &str, image: &str, outcome: PastOutcome, minute: i64) -> PastDeploy 
         ),
         image_changed: true,
         revision: format!("r-{id}"),
+        rolled_back_from: None,
     }
 }
 

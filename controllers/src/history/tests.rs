@@ -14,6 +14,7 @@ fn past(id: &str, image: &str, outcome: PastOutcome, minute: u32) -> PastDeploy 
         ),
         image_changed: true,
         revision: format!("rev-{id}"),
+        rolled_back_from: None,
     }
 }
 
@@ -176,4 +177,29 @@ fn a_rollback_goes_ahead_only_when_every_image_is_known_present() {
         why.contains("503") && why.contains("not rolling back blind"),
         "{why}"
     );
+}
+
+/// A manual rollback (`opsctl rollback`) pins out the image a human rolled back from, without
+/// saying anything false about the deploy that brought it (it did not fail health): the
+/// reconciler does not redeploy it, a rollback never restores it, another image deploys.
+#[test]
+fn an_image_rolled_back_by_hand_is_pinned_out() {
+    let brought = past("d1", "img:new", PastOutcome::Succeeded, 1);
+    let manual = PastDeploy {
+        rolled_back_from: Some("img:new".into()),
+        ..past("d2", "img:old", PastOutcome::Succeeded, 2)
+    };
+    let history = vec![manual, brought];
+    assert!(!history[1].failed_health);
+    assert_eq!(
+        may_deploy(&history, "img:new", "rev-x", false),
+        Err(Block::RolledBackByHand {
+            image: "img:new".into(),
+            record: "d2".into(),
+        })
+    );
+    // Not even `opsctl apply` by a person: the manifest must name another image.
+    assert!(may_deploy(&history, "img:new", "rev-x", true).is_err());
+    assert_eq!(may_deploy(&history, "img:newer", "rev-y", false), Ok(()));
+    assert!(bad_images(&history).contains("img:new"));
 }

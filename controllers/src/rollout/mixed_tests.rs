@@ -55,6 +55,7 @@ fn past(image: &str, outcome: PastOutcome, failed_health: bool) -> PastDeploy {
         failed_health,
         image_changed: true,
         revision: "r".into(),
+        rolled_back_from: None,
     }
 }
 
