@@ -73,6 +73,15 @@ pub struct DeployLabels {
     pub result: String,
 }
 
+/// Labels of `opsctl_git_fetches_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GitLabels {
+    /// What asked for the fetch: `startup`, `interval`, `retry` or `webhook`.
+    pub trigger: String,
+    /// `ok` or `error`.
+    pub result: String,
+}
+
 /// The process's metrics and readiness.
 pub struct Metrics {
     /// `opsctl_reconcile_total`.
@@ -87,6 +96,10 @@ pub struct Metrics {
     pub deploys: Family<DeployLabels, Counter>,
     /// `opsctl_workqueue_depth`.
     pub workqueue_depth: Family<ControllerLabels, Gauge>,
+    /// `opsctl_git_fetches_total` (`run --git-url`).
+    pub git_fetches: Family<GitLabels, Counter>,
+    /// `opsctl_git_last_fetch_success_timestamp_seconds` (Unix seconds, UTC; 0 before the first).
+    pub git_last_success: Gauge,
     registry: Registry,
     manifests_loaded: AtomicBool,
     fly_reachable: AtomicBool,
@@ -111,6 +124,8 @@ impl Metrics {
         let drift = Family::<AppLabels, Gauge>::default();
         let deploys = Family::<DeployLabels, Counter>::default();
         let workqueue_depth = Family::<ControllerLabels, Gauge>::default();
+        let git_fetches = Family::<GitLabels, Counter>::default();
+        let git_last_success = Gauge::default();
         let mut registry = Registry::default();
         registry.register(
             "opsctl_reconcile",
@@ -142,6 +157,16 @@ impl Metrics {
             "Keys of the reconciler's work queue ready to be handed to a worker",
             workqueue_depth.clone(),
         );
+        registry.register(
+            "opsctl_git_fetches",
+            "Fetches of the remote manifests repository (run --git-url) by trigger and result",
+            git_fetches.clone(),
+        );
+        registry.register(
+            "opsctl_git_last_fetch_success_timestamp_seconds",
+            "When the remote manifests repository was last fetched successfully (Unix seconds)",
+            git_last_success.clone(),
+        );
         Self {
             reconcile,
             reconcile_duration,
@@ -149,6 +174,8 @@ impl Metrics {
             drift,
             deploys,
             workqueue_depth,
+            git_fetches,
+            git_last_success,
             registry,
             manifests_loaded: AtomicBool::new(false),
             fly_reachable: AtomicBool::new(false),
@@ -179,6 +206,20 @@ impl Metrics {
                 code: code.map_or_else(|| "error".to_owned(), |c| c.to_string()),
             })
             .inc();
+    }
+
+    /// Count one fetch of the remote manifests repository asked for by `trigger`; on success
+    /// also the time it succeeded (`at`, UTC).
+    pub fn git_fetched(&self, trigger: &str, ok: bool, at: chrono::DateTime<chrono::Utc>) {
+        self.git_fetches
+            .get_or_create(&GitLabels {
+                trigger: trigger.into(),
+                result: if ok { "ok" } else { "error" }.into(),
+            })
+            .inc();
+        if ok {
+            self.git_last_success.set(at.timestamp());
+        }
     }
 
     /// Set whether `app` drifts.
@@ -396,11 +437,17 @@ mod tests {
         m.set_drift("lei", true);
         m.deployed("lei", "rolled_back");
         m.set_workqueue_depth("deploy", 3);
+        let at = chrono::DateTime::from_timestamp(1_795_000_000, 0).unwrap();
+        m.git_fetched("webhook", true, at);
+        m.git_fetched("interval", false, at + chrono::Duration::minutes(1));
         let text = m.render(None, None);
         for line in [
             "opsctl_reconcile_total{controller=\"deploy\",result=\"ok\"} 1",
             "opsctl_reconcile_duration_seconds_count{controller=\"deploy\"} 1",
             "opsctl_fly_api_requests_total{op=\"list\",code=\"200\"} 1",
+            "opsctl_git_fetches_total{trigger=\"webhook\",result=\"ok\"} 1",
+            "opsctl_git_fetches_total{trigger=\"interval\",result=\"error\"} 1",
+            "opsctl_git_last_fetch_success_timestamp_seconds 1795000000",
             "opsctl_fly_api_requests_total{op=\"update\",code=\"error\"} 1",
             "opsctl_drift{app=\"lei\"} 1",
             "opsctl_deploys_total{app=\"lei\",result=\"rolled_back\"} 1",

@@ -138,7 +138,9 @@ async fn remote_config(args: &RunArgs, global: &Global) -> anyhow::Result<Option
 /// run's clone has a commit, that commit is reconciled meanwhile (returns 1: one failure so
 /// far, for the retry backoff); with no commit at all, `run` cannot start.
 async fn first_fetch(config: &RemoteConfig) -> anyhow::Result<u32> {
-    let failures = match remote::sync(config).await {
+    let result = remote::sync(config).await;
+    crate::metrics::global().git_fetched("startup", result.is_ok(), chrono::Utc::now());
+    let failures = match result {
         Ok(synced) => {
             remote::log_synced(config, &synced, "startup");
             0

@@ -495,7 +495,9 @@ pub fn spawn(config: RemoteConfig, failures: u32) -> (FetchTrigger, tokio::task:
                 _ = tokio::time::sleep(wait) => if failures > 0 { "retry" } else { "interval" },
                 _ = requests.requested() => "webhook",
             };
-            match sync(&config).await {
+            let result = sync(&config).await;
+            crate::metrics::global().git_fetched(why, result.is_ok(), chrono::Utc::now());
+            match result {
                 Ok(synced) => {
                     if failures > 0 {
                         tracing::info!(url = %config.url.redacted(), failures, "git fetch works again");
