@@ -129,12 +129,15 @@ fn a_scenario_of_ten_thousand_apps_loads() {
         text.push_str(&format!("  - name: app-{i:05}\n    machines:\n"));
         for m in 0..3 {
             text.push_str(&format!(
-                "      - {{id: \"{:014x}\", region: iad, state: started}}\n",
+                "      - {{id: \"{:014x}\", region: iad, state: started, image: \"registry.fly.io/a:v1\"}}\n",
                 i * 3 + m
             ));
         }
     }
-    let scenario = Scenario::from_yaml(&text).expect("10,000 apps load");
+    let scenario = Scenario::from_yaml(&text).unwrap_or_else(|e| {
+        let e = e.to_string();
+        panic!("10,000 apps do not load: {}", &e[..e.len().min(500)])
+    });
     assert_eq!(scenario.apps.len(), 10_000);
     assert_eq!(scenario.apps[9_999].machines.len(), 3);
 }
