@@ -24,7 +24,8 @@ use opsctl_controllers::diff::diff;
 
 /// Machines per app.
 const MACHINES: usize = 3;
-/// Apps observed at once (the reconciler's bound on concurrent observations).
+/// Apps observed at once. The reconciler loop on main observes one app at a time (its work
+/// queue is being written); 64 is the concurrency this pass assumes for it (docs/scaling.md).
 const CONCURRENCY: usize = 64;
 
 fn app_name(i: usize) -> String {
