@@ -125,6 +125,13 @@ fn bug_02_a_rollback_that_restores_service_raises_no_outage() {
     let ws = Workspace::new(BAD);
     let out = ws.opsctl(&sim).arg("apply").output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    // The failed verdict is logged before the rollback (benches/latency.rs times from it).
+    let log = text(&out);
+    let verdict = log
+        .find("health judgement: failed")
+        .unwrap_or_else(|| panic!("no failed verdict logged: {log}"));
+    let rollback = log.find("rolling back").expect("rollback logged");
+    assert!(verdict < rollback, "{log}");
     let rec = &RecordStore::open_read(&ws.state()).deploys(None).unwrap()[0];
     let health = rec.end_health.as_ref().expect("observed at the end");
     assert_eq!(

@@ -4,7 +4,8 @@
 //! | call | does |
 //! |---|---|
 //! | `GET /__sim/requests` | [`RequestCounts`]: total and per `"METHOD /route/{template}"` |
-//! | `DELETE /__sim/requests` | zero the counts (204) |
+//! | `DELETE /__sim/requests` | zero the counts and empty the request log (204) |
+//! | `GET /__sim/requests/log` | `{"requests": [`[`LoggedRequest`]`]}`: the newest Fly API requests (at most [`REQUEST_LOG_CAPACITY`](super::REQUEST_LOG_CAPACITY)), oldest first, with their real arrival time |
 //! | `GET /__sim/images` | `{"default": behaviour, "images": {image: behaviour}}` |
 //! | `POST /__sim/images` | `{"image": "...", "behavior": "healthy"\|"fails-checks"\|"crash-loop"\|{"exits": N}\|{"slow-start": "40s"}}` |
 //! | `POST /__sim/advance` | `{"by": "30s"}`: move the virtual clock; answers `{"now": RFC 3339}` |
@@ -38,13 +39,14 @@ use super::faults::{FaultSpec, FaultView};
 use super::limits::{RateLimits, RateLimitsPatch};
 use super::logs::{LogLevel, posted};
 use super::scenario::{ImageBehavior, ReleaseCommandSpec};
-use super::state::{RequestCounts, SimState};
+use super::state::{LoggedRequest, RequestCounts, SimState};
 use crate::fly::wire::{Machine, RestRelease};
 
 /// The control routes.
 pub fn routes() -> Router<SimState> {
     Router::new()
         .route("/__sim/requests", get(requests).delete(reset_requests))
+        .route("/__sim/requests/log", get(request_log))
         .route("/__sim/images", get(images).post(set_image))
         .route("/__sim/advance", post(advance))
         .route("/__sim/clock", get(clock))
@@ -276,6 +278,18 @@ fn clock_dump(s: &SimState) -> ClockDump {
 
 async fn requests(State(s): State<SimState>) -> Json<RequestCounts> {
     Json(s.request_counts())
+}
+
+/// The request log (`GET /__sim/requests/log`).
+#[derive(Debug, Serialize)]
+struct RequestLog {
+    requests: Vec<LoggedRequest>,
+}
+
+async fn request_log(State(s): State<SimState>) -> Json<RequestLog> {
+    Json(RequestLog {
+        requests: s.request_log(),
+    })
 }
 
 async fn reset_requests(State(s): State<SimState>) -> StatusCode {

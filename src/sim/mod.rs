@@ -64,7 +64,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use scenario::{ImageBehavior, Scenario, ScenarioError};
-pub use state::{RequestCounts, SimState};
+pub use state::{LoggedRequest, REQUEST_LOG_CAPACITY, RequestCounts, SimState};
 
 /// How long [`SimHandle::shutdown`] lets in-flight requests (a blocked `wait`) finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);

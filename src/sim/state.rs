@@ -8,7 +8,7 @@
 //! it, plus the faults, whose leases are placed when their window begins (checked on every
 //! access to the world).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,7 +33,23 @@ struct Inner {
     clock: VirtualClock,
     world: Mutex<World>,
     counts: Mutex<RequestCounts>,
+    log: Mutex<VecDeque<LoggedRequest>>,
     limiter: Mutex<RateLimiter>,
+}
+
+/// How many requests [`SimState::request_log`] keeps: the newest ones, the oldest dropped
+/// first. Enough for a latency measurement after a reset; bounded so that a long run or a
+/// 10,000-app benchmark does not grow the simulator without end.
+pub const REQUEST_LOG_CAPACITY: usize = 10_000;
+
+/// One Fly API request as the simulator received it (the `/__sim/` control API is not logged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoggedRequest {
+    /// When it arrived: **real** wall-clock UTC (`SystemTime`), not the virtual clock, so that
+    /// a benchmark can compare it with timestamps of other processes on the same machine.
+    pub at: DateTime<Utc>,
+    /// `"METHOD /route/{template}"`, as in [`RequestCounts::endpoints`] (or `"unmatched"`).
+    pub key: String,
 }
 
 /// Requests the Fly API routes received (the `/__sim/` control API is not counted).
@@ -79,6 +95,7 @@ impl SimState {
                 clock,
                 world: Mutex::new(world),
                 counts: Mutex::new(RequestCounts::default()),
+                log: Mutex::new(VecDeque::new()),
                 limiter: Mutex::new(RateLimiter::new(scenario.rate_limits)),
             }),
         }
@@ -123,12 +140,34 @@ impl SimState {
             .clone()
     }
 
-    /// Zeroes the request counters.
+    /// Zeroes the request counters and empties the request log.
     pub fn reset_request_counts(&self) {
         *self.inner.counts.lock().unwrap_or_else(|e| e.into_inner()) = RequestCounts::default();
+        self.inner
+            .log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// The newest Fly API requests (at most [`REQUEST_LOG_CAPACITY`]) since the last reset,
+    /// oldest first, each with its real arrival time.
+    pub fn request_log(&self) -> Vec<LoggedRequest> {
+        let log = self.inner.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.iter().cloned().collect()
     }
 
     pub(crate) fn count_request(&self, key: String) {
+        {
+            let mut log = self.inner.log.lock().unwrap_or_else(|e| e.into_inner());
+            if log.len() == REQUEST_LOG_CAPACITY {
+                log.pop_front();
+            }
+            log.push_back(LoggedRequest {
+                at: Utc::now(),
+                key: key.clone(),
+            });
+        }
         let mut counts = self.inner.counts.lock().unwrap_or_else(|e| e.into_inner());
         counts.total += 1;
         *counts.endpoints.entry(key).or_default() += 1;

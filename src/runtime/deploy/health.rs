@@ -102,7 +102,14 @@ impl HealthWait {
                             starting = Some((id.clone(), version.clone()));
                         }
                     }
-                    decided => verdicts[i] = Some(decided),
+                    decided => {
+                        if let Verdict::Failed(failure) = &decided {
+                            // The moment a rollback becomes due; the latency benchmark
+                            // (benches/latency.rs) measures from this line's timestamp.
+                            tracing::warn!(app = %self.app, machine = %id, "health judgement: failed ({failure})");
+                        }
+                        verdicts[i] = Some(decided);
+                    }
                 }
             }
             if verdicts

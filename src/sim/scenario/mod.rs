@@ -26,6 +26,10 @@ use super::limits::RateLimits;
 use super::logs::LogSpec;
 use crate::fly::wire::MachineConfig;
 
+/// The most YAML nodes (mappings, sequences, scalars) a scenario may have: about 30 per app of
+/// 3 machines, so 100,000 such apps.
+pub const MAX_SCENARIO_NODES: usize = 3_000_000;
+
 /// The bundled LowEndInsight scenario (the same text as `examples/sim/lowendinsight.yaml`).
 const LOWENDINSIGHT_YAML: &str = include_str!("../../../examples/sim/lowendinsight.yaml");
 
@@ -427,10 +431,17 @@ impl Scenario {
     }
 
     fn parse(text: &str, origin: &str) -> Result<Self, ScenarioError> {
+        // serde-saphyr's default budget (250,000 nodes) stops at about 9,000 apps of 3
+        // machines; the scale benchmark (benches/scale.rs) loads 10,000 and more. A scenario
+        // is a local file of the person running the simulator, so a larger bound is safe.
         let options = serde_saphyr::options! {
             no_schema: true,
             strict_booleans: true,
             with_snippet: false,
+            budget: serde_saphyr::budget! {
+                max_nodes: MAX_SCENARIO_NODES,
+                max_events: 4 * MAX_SCENARIO_NODES,
+            },
         };
         let scenario: Scenario =
             serde_saphyr::from_str_with_options(text, options).map_err(|e| {

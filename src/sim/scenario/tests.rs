@@ -119,3 +119,25 @@ fn the_documented_complete_example_loads() {
     assert_eq!(s.apps[0].machines.len(), 5);
     assert!(!s.apps[0].machines[4].managed);
 }
+
+/// The scale benchmark's 10,000 apps × 3 machines (about 300,000 YAML nodes) are over the YAML
+/// library's default budget of 250,000; a scenario that large loads.
+#[test]
+fn a_scenario_of_ten_thousand_apps_loads() {
+    let mut text = String::from("apps:\n");
+    for i in 0..10_000 {
+        text.push_str(&format!("  - name: app-{i:05}\n    machines:\n"));
+        for m in 0..3 {
+            text.push_str(&format!(
+                "      - {{id: \"{:014x}\", region: iad, state: started, image: \"registry.fly.io/a:v1\"}}\n",
+                i * 3 + m
+            ));
+        }
+    }
+    let scenario = Scenario::from_yaml(&text).unwrap_or_else(|e| {
+        let e = e.to_string();
+        panic!("10,000 apps do not load: {}", &e[..e.len().min(500)])
+    });
+    assert_eq!(scenario.apps.len(), 10_000);
+    assert_eq!(scenario.apps[9_999].machines.len(), 3);
+}

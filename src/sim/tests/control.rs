@@ -6,7 +6,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{APP, M1, NEW, Sim};
 use crate::sim::control::{ClockDump, StateDump};
-use crate::sim::{RequestCounts, Scenario, serve};
+use crate::sim::{LoggedRequest, REQUEST_LOG_CAPACITY, RequestCounts, Scenario, serve};
 
 #[tokio::test]
 async fn request_counts_use_route_templates_and_include_rejections() {
@@ -34,6 +34,51 @@ async fn request_counts_use_route_templates_and_include_rejections() {
         StatusCode::NO_CONTENT
     );
     assert_eq!(sim.state.request_counts().total, 0);
+}
+
+/// The request log (for latency benchmarks): the requests in arrival order with their real
+/// arrival time, the control API left out, emptied with the counts, bounded in size.
+#[tokio::test]
+async fn request_log_keeps_arrival_order_and_real_time() {
+    let sim = Sim::new();
+    let before = chrono::Utc::now();
+    sim.get(&format!("/v1/apps/{APP}/machines")).await;
+    sim.update_image(M1, NEW, None).await; // GET, then POST
+    sim.get("/__sim/state").await; // not logged
+    let after = chrono::Utc::now();
+
+    let (status, body) = sim.get("/__sim/requests/log").await;
+    assert_eq!(status, StatusCode::OK);
+    let log: Vec<LoggedRequest> = serde_json::from_value(body["requests"].clone()).unwrap();
+    let keys: Vec<&str> = log.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "GET /v1/apps/{app}/machines",
+            "GET /v1/apps/{app}/machines/{id}",
+            "POST /v1/apps/{app}/machines/{id}"
+        ]
+    );
+    assert!(log.windows(2).all(|w| w[0].at <= w[1].at), "{log:?}");
+    assert!(
+        log.iter().all(|r| before <= r.at && r.at <= after),
+        "real time, not the virtual clock: {log:?}"
+    );
+
+    sim.call(Method::DELETE, "/__sim/requests", None).await;
+    assert!(sim.state.request_log().is_empty());
+
+    for _ in 0..REQUEST_LOG_CAPACITY + 5 {
+        sim.state.count_request("GET /v1/apps/{app}".into());
+    }
+    sim.get(&format!("/v1/apps/{APP}/machines")).await;
+    let log = sim.state.request_log();
+    assert_eq!(log.len(), REQUEST_LOG_CAPACITY, "bounded");
+    assert_eq!(
+        log.last().unwrap().key,
+        "GET /v1/apps/{app}/machines",
+        "the oldest are dropped, the newest kept"
+    );
 }
 
 #[tokio::test]
