@@ -6,12 +6,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
 use common::{
-    Lines, M1, M2, NEW, OLD, Sim, Workspace, eventually, git, manifest, opsctl, send_signal, text,
+    Lines, M1, M2, NEW, OLD, Sim, Workspace, deploys, eventually, git, manifest, send_signal, text,
 };
 
 const NEWER: &str = "registry.fly.io/lowendinsight:deployment-NEWER";
@@ -202,17 +201,6 @@ fn a_converge_that_fails_rolls_back_the_whole_group() {
         sim.count("POST /v1/apps/{app}/machines/{id}/lease") >= 2,
         "M2 was leased with the rollout"
     );
-}
-
-fn deploys(state: &Path) -> Vec<serde_json::Value> {
-    let out = opsctl()
-        .arg("--state")
-        .arg(state)
-        .args(["history", "-o", "json"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["deploys"].as_array().cloned().unwrap_or_default()
 }
 
 /// One deploy in flight per app: NEWER is committed while the converge to NEW runs under

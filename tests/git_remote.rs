@@ -9,11 +9,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{AUTO_DEPLOYS, Lines, NEW, OLD, Sim, eventually, git, manifest, opsctl};
+use common::{
+    AUTO_DEPLOYS, Lines, NEW, OLD, Sim, deploys, eventually, free_port, git, manifest, opsctl,
+};
 use opsctl::http::webhook::sign;
 use opsctl::secret::Secret;
 
@@ -77,14 +79,6 @@ impl Drop for Run {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Run {
@@ -160,17 +154,6 @@ impl Run {
     fn webhook_url(&self) -> String {
         format!("http://127.0.0.1:{}/webhooks/github", self.port)
     }
-}
-
-fn deploys(state: &Path) -> Vec<serde_json::Value> {
-    let out = opsctl()
-        .arg("--state")
-        .arg(state)
-        .args(["history", "-o", "json"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["deploys"].as_array().cloned().unwrap_or_default()
 }
 
 /// A GitHub push delivery for `refs/heads/main` at `after`.

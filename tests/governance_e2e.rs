@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::Path as UrlPath;
 use axum::routing::get;
-use common::{Lines, Sim, Workspace, git, text};
+use common::{Lines, Sim, Workspace, free_port, git, text};
 use serde_json::{Value, json};
 
 /// A fake GitHub whose CI is green for every commit.
@@ -255,14 +255,6 @@ fn a_denied_plan_is_not_deployed() {
     assert_eq!(app["outcome"], "denied");
     assert_eq!(app["rule"], "human.denied");
     assert!(sim.images().iter().all(|(_, i)| *i != image(1)));
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `opsctl run` waits for approval; the endpoint rejects unauthenticated requests (401) and

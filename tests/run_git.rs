@@ -4,22 +4,10 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Lines, NEW, OLD, Sim, Workspace, eventually, git, manifest, opsctl};
-
-fn deploys(state: &Path) -> Vec<serde_json::Value> {
-    let out = opsctl()
-        .arg("--state")
-        .arg(state)
-        .args(["history", "-o", "json"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["deploys"].as_array().cloned().unwrap_or_default()
-}
+use common::{Lines, NEW, OLD, Sim, Workspace, deploys, eventually, git, manifest};
 
 /// A git checkout of the manifests on OLD (what Fly runs), and `opsctl run` started on it.
 fn start_run(sim: &Sim) -> (Workspace, std::path::PathBuf, std::process::Child, Lines) {

@@ -5,31 +5,13 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Lines, M1, M2, NEW, OLD, Sim, Workspace, eventually, git, scenario_with_faults};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn get(url: &str) -> Option<(u16, String)> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let resp = reqwest::get(url).await.ok()?;
-        let status = resp.status().as_u16();
-        Some((status, resp.text().await.ok()?))
-    })
-}
+use common::{
+    Lines, M1, M2, NEW, OLD, Sim, Workspace, deploys, eventually, free_port, git, http_get as get,
+    scenario_with_faults,
+};
 
 /// `opsctl run` on a git checkout of `ws`'s manifests, listening on `port`.
 fn start_run(ws: &Workspace, sim: &Sim, port: u16) -> (Child, Lines) {
@@ -61,17 +43,6 @@ fn status(ws: &Workspace, server: &str, json: bool) -> (bool, String) {
     }
     let out = c.output().unwrap();
     (out.status.success(), common::text(&out))
-}
-
-fn deploys(state: &Path) -> Vec<serde_json::Value> {
-    let out = common::opsctl()
-        .arg("--state")
-        .arg(state)
-        .args(["history", "-o", "json"])
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["deploys"].as_array().cloned().unwrap_or_default()
 }
 
 fn stop(child: &mut Child, lines: &Lines) -> (std::process::ExitStatus, Duration) {

@@ -362,3 +362,37 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+/// A TCP port free on 127.0.0.1 right now (for `opsctl run --listen`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `GET url` from a test thread: `(status, body)`, or `None` when nothing answers.
+pub fn http_get(url: &str) -> Option<(u16, String)> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let resp = reqwest::get(url).await.ok()?;
+        let status = resp.status().as_u16();
+        Some((status, resp.text().await.ok()?))
+    })
+}
+
+/// The deploy records under `state`, newest first, as `opsctl history -o json` lists them.
+pub fn deploys(state: &Path) -> Vec<serde_json::Value> {
+    let out = opsctl()
+        .arg("--state")
+        .arg(state)
+        .args(["history", "-o", "json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v["deploys"].as_array().cloned().unwrap_or_default()
+}
