@@ -175,7 +175,7 @@ fn bench(c: &mut Criterion) {
                         Context::default(),
                         now,
                     );
-                    black_box((decision, plan_hash(o, std::slice::from_ref(&action))));
+                    black_box((decision, plan_hash("rev", o, std::slice::from_ref(&action))));
                 }
             })
         });

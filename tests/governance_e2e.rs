@@ -236,6 +236,47 @@ fn a_stale_approval_is_refused_and_the_new_plan_shown() {
     assert!(sim.images().iter().all(|(_, i)| *i != image(1)));
 }
 
+/// An approval covers the whole desired state it was shown: approve a deploy, then change an
+/// env value in the manifests (same image) — the approved plan is not run with the change; a
+/// new approval is asked for, and the plan names the config change. A denial does not carry
+/// over to a changed manifest either.
+#[test]
+fn an_approval_or_denial_does_not_carry_over_to_a_changed_manifest() {
+    let sim = Sim::start();
+    let (github, _rt) = green_github();
+    let ws = adr_workspace(&github);
+    commit_manifest(&ws, &image(1), &github, false);
+    let (code, app, shown) = apply(&ws, &sim);
+    assert_eq!(code, 3, "{shown}");
+    let first = app["approval"].as_str().unwrap().to_owned();
+    let (code, shown, _) = run(&ws, &sim, &["approve", &first]);
+    assert_eq!(code, 0, "{shown}");
+
+    // Same image, one more env var: the approval was not for this.
+    commit_manifest(&ws, &image(1), &github, true);
+    let (code, app, shown) = apply(&ws, &sim);
+    assert_eq!(code, 3, "a new approval is needed: {shown}");
+    let second = app["approval"].as_str().unwrap().to_owned();
+    assert_ne!(second, first);
+    assert!(
+        sim.images().iter().all(|(_, i)| *i != image(1)),
+        "nothing deployed"
+    );
+    let planned = plan(&ws, &sim);
+    assert!(
+        planned.to_string().contains("env FEATURE_X"),
+        "the plan names the config change: {planned}"
+    );
+
+    // Denied, then the manifest changes back: the denial was for the other desired state.
+    let (code, shown, _) = run(&ws, &sim, &["deny", &second]);
+    assert_eq!(code, 0, "{shown}");
+    commit_manifest(&ws, &image(1), &github, false);
+    let (code, app, shown) = apply(&ws, &sim);
+    assert_eq!(code, 3, "asked again, not denied: {shown}");
+    assert_ne!(app["outcome"], "denied", "{app}");
+}
+
 /// `deny` refuses the plan: `apply` does not deploy it and says so.
 #[test]
 fn a_denied_plan_is_not_deployed() {

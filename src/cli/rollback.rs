@@ -291,7 +291,11 @@ pub async fn plan_rollback(
         from_image,
         to_version,
         to_image,
-        plan_hash: plan_hash(&observed, std::slice::from_ref(&action)),
+        plan_hash: plan_hash(
+            &manifest.revision(),
+            &observed,
+            std::slice::from_ref(&action),
+        ),
         action,
         decision,
         policy: source,

@@ -166,7 +166,7 @@ pub async fn plan_app(
             policy: source,
             burn_in: burn,
             context: Context::default(),
-            plan_hash: plan_hash(&observed, &[]),
+            plan_hash: plan_hash(&app.revision(), &observed, &[]),
             actions: Vec::new(),
             blocked: None,
             recovering,
@@ -194,10 +194,17 @@ pub async fn plan_app(
         let from: BTreeSet<&str> = touched.iter().map(|s| s.from_image.as_str()).collect();
         let from: Vec<&str> = from.into_iter().collect();
         let strategy = format!("{:?}", rollout.strategy).to_lowercase();
+        let config = config_changes(&drift);
         let what = if from.iter().all(|f| *f == rollout.image) {
-            format!("config change on {} machine(s)", touched.len())
-        } else {
+            format!("config change ({config})")
+        } else if config.is_empty() {
             format!("image {} → {}", from.join(", "), rollout.image)
+        } else {
+            format!(
+                "image {} → {}, and config ({config})",
+                from.join(", "),
+                rollout.image
+            )
         };
         let temporary = match rollout.strategy {
             Strategy::Canary => rollout.canaries.len(),
@@ -255,7 +262,7 @@ pub async fn plan_app(
         ));
     }
     let bare: Vec<Action> = actions.iter().map(|(a, _)| a.clone()).collect();
-    let hash = plan_hash(&observed, &bare);
+    let hash = plan_hash(&app.revision(), &observed, &bare);
     let actions = actions
         .into_iter()
         .map(|(action, image)| PlannedAction {
@@ -275,4 +282,26 @@ pub async fn plan_app(
         recovering,
         approval_timeout: policy.approval_timeout.get(),
     })
+}
+
+/// The config changes of `drift` besides images, by name only (env values may be secrets):
+/// `env PORT, env SECRET_KEY_BASE, check readyz, services, size, stop`, deduplicated across
+/// machines, in that order; empty when only images change.
+fn config_changes(drift: &opsctl_controllers::diff::AppDiff) -> String {
+    use opsctl_controllers::diff::Change;
+    let mut names: Vec<String> = Vec::new();
+    for c in &drift.changes {
+        let name = match c {
+            Change::Env { key, .. } => format!("env {key}"),
+            Change::Check { name, .. } => format!("check {name}"),
+            Change::Services { .. } => "services".to_owned(),
+            Change::Size { .. } => "size".to_owned(),
+            Change::Stop { .. } => "stop".to_owned(),
+            _ => continue,
+        };
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names.join(", ")
 }

@@ -256,12 +256,14 @@ pub fn config_fingerprint(app: &FlyApp) -> String {
     fnv(spec.to_string().as_bytes())
 }
 
-/// A stable hash of the observed state a plan was computed from, and of the plan's actions:
-/// per machine (sorted by id) its id, region, process group, image, instance version, size
-/// and whether opsctl manages it; then each action's kind and detail. Check results,
-/// timestamps and events are left out, so a flapping check does not make an approval stale;
-/// any machine update (a new instance version) or a new desired image does.
-pub fn plan_hash(observed: &ObservedApp, actions: &[Action]) -> String {
+/// A stable hash of what a plan was computed from and of the plan's actions: `desired`, the
+/// fingerprint of the desired state (`FlyApp::revision`: the whole manifest, image, env and
+/// config alike); per observed machine (sorted by id) its id, region, process group, image,
+/// instance version, size and whether opsctl manages it; then each action's kind and detail.
+/// Check results, timestamps and events are left out, so a flapping check does not make an
+/// approval stale; any machine update (a new instance version) or any change to the manifest
+/// does, so an approval or a denial never carries over to a desired state nobody saw.
+pub fn plan_hash(desired: &str, observed: &ObservedApp, actions: &[Action]) -> String {
     let mut machines: Vec<_> = observed
         .machines
         .iter()
@@ -276,8 +278,7 @@ pub fn plan_hash(observed: &ObservedApp, actions: &[Action]) -> String {
         .iter()
         .map(|a| serde_json::json!([a.kind, a.app, a.detail]))
         .collect();
-    let canonical =
-        serde_json::json!({"app": observed.name, "machines": machines, "actions": actions});
+    let canonical = serde_json::json!({"app": observed.name, "desired": desired, "machines": machines, "actions": actions});
     fnv(canonical.to_string().as_bytes())
 }
 

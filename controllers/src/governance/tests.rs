@@ -424,8 +424,8 @@ fn the_plan_hash_ignores_check_results_and_sees_machine_updates() {
         crate::testkit::machine("m2"),
     ]);
     let actions = vec![act(ActionKind::Deploy)];
-    let h = plan_hash(&obs, &actions);
-    assert_eq!(h, plan_hash(&obs, &actions), "stable");
+    let h = plan_hash("rev-1", &obs, &actions);
+    assert_eq!(h, plan_hash("rev-1", &obs, &actions), "stable");
     obs.machines[0].checks.push(CheckResult {
         name: "x".into(),
         state: CheckState::Critical,
@@ -434,13 +434,13 @@ fn the_plan_hash_ignores_check_results_and_sees_machine_updates() {
     obs.machines.reverse();
     assert_eq!(
         h,
-        plan_hash(&obs, &actions),
+        plan_hash("rev-1", &obs, &actions),
         "check results and order do not count"
     );
     obs.machines[0].version = "01NEWINSTANCE".into();
     assert_ne!(
         h,
-        plan_hash(&obs, &actions),
+        plan_hash("rev-1", &obs, &actions),
         "a machine update makes it stale"
     );
     let other = vec![Action::new(
@@ -451,6 +451,7 @@ fn the_plan_hash_ignores_check_results_and_sees_machine_updates() {
     )];
     assert_ne!(
         plan_hash(
+            "rev-1",
             &crate::testkit::observed(vec![
                 crate::testkit::machine("m1"),
                 crate::testkit::machine("m2")
@@ -458,6 +459,11 @@ fn the_plan_hash_ignores_check_results_and_sees_machine_updates() {
             &other
         ),
         h
+    );
+    assert_ne!(
+        plan_hash("rev-2", &obs, &actions),
+        plan_hash("rev-1", &obs, &actions),
+        "another desired state (an env value, a check) makes it stale"
     );
 }
 
