@@ -442,3 +442,58 @@ fn webhook_latency() {
         samples[ROUNDS - 1]
     );
 }
+
+/// A git server that accepts the connection and never answers: SIGTERM during the first
+/// fetch stops `opsctl run` cleanly (exit 0, at once), and takes git's helpers with it (no
+/// `git-remote-http` left behind).
+#[test]
+fn sigterm_during_a_hung_first_fetch_exits_0_and_leaves_no_git_behind() {
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // Hold every connection open without a byte of answer.
+        let mut held = Vec::new();
+        for conn in silent.incoming().flatten() {
+            held.push(conn);
+            let _ = tx.send(());
+        }
+    });
+    let url = format!("http://tok:hung-SECRET@127.0.0.1:{port}/m.git");
+    let state = tempfile::tempdir().unwrap();
+    let mut child = opsctl()
+        .current_dir(state.path())
+        .env_remove("OPSCTL_WEBHOOK_SECRET")
+        .env("OPSCTL_GIT_URL", &url)
+        .env("FLY_API_TOKEN", "test-token")
+        .arg("--state")
+        .arg(state.path().join("state"))
+        .args(["--fly", "embedded", "run", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines = Lines::collect(&mut child);
+    rx.recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("git never connected: {}", lines.all()));
+    let git_helpers = || {
+        let out = std::process::Command::new("pgrep")
+            .args(["-f", &format!("127.0.0.1:{port}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    common::send_signal(&child, "TERM");
+    let status = eventually(Duration::from_secs(5), || child.try_wait().unwrap())
+        .unwrap_or_else(|| panic!("no exit within 5 s of SIGTERM: {}", lines.all()));
+    assert!(status.success(), "{status:?}: {}", lines.all());
+    assert!(
+        eventually(Duration::from_secs(2), || git_helpers()
+            .is_empty()
+            .then_some(()))
+        .is_some(),
+        "git processes left: {}",
+        git_helpers()
+    );
+    assert!(!lines.all().contains("hung-SECRET"), "{}", lines.all());
+}

@@ -367,7 +367,15 @@ pub async fn exec(args: RunArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let mut global = global.clone();
     let (fetch, fetcher) = match remote {
         Some(config) => {
-            let failures = first_fetch(&config).await?;
+            // A stop request while the first fetch hangs (a git server that never answers)
+            // stops cleanly: the fetch is dropped, git and its helpers are killed.
+            let failures = tokio::select! {
+                r = first_fetch(&config) => r?,
+                () = super::signal::stop_requested() => {
+                    tracing::info!("stopped during the first git fetch; nothing was reconciled");
+                    return Ok(ExitCode::SUCCESS);
+                }
+            };
             global.manifests = config.manifests_dir();
             let (trigger, task) = remote::spawn(config, failures);
             (Some(trigger), Some(task))

@@ -56,6 +56,17 @@ pub fn handle_stop_requests(stop: watch::Sender<bool>, log_format: LogFormat) {
     });
 }
 
+/// The first SIGINT or SIGTERM from now on, for a step before the stop handler
+/// ([`handle_stop_requests`]) is installed; never returns when signals cannot be listened to.
+pub async fn stop_requested() {
+    match Signals::listen() {
+        Some(mut signals) => {
+            let _ = signals.next().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Listeners for SIGINT and SIGTERM, set up once so that no signal is missed between two.
 struct Signals {
     #[cfg(unix)]

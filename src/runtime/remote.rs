@@ -124,6 +124,42 @@ impl GitUrl {
         out
     }
 
+    /// How git is told where the remote is: `(url, extra config)`. For an http(s) URL with
+    /// credentials in it, the URL without them and one `http.<scheme>://<host>/.extraHeader`
+    /// entry carrying them as `Authorization: Basic …` (RFC 7617), scoped to that host: both go
+    /// to git through `GIT_CONFIG_*` environment variables, so neither `git` nor the
+    /// `git-remote-http` helper it starts has the token in its command line (`ps`). Any other
+    /// URL as it is, with no extra entry.
+    fn for_git(&self) -> (String, Vec<(String, String)>) {
+        use base64::Engine as _;
+        let Ok(mut url) = url::Url::parse(&self.0) else {
+            return (self.0.clone(), vec![]);
+        };
+        if !matches!(url.scheme(), "http" | "https")
+            || (url.username().is_empty() && url.password().is_none())
+        {
+            return (self.0.clone(), vec![]);
+        }
+        let decode = |s: &str| url_decode(s).unwrap_or_else(|| s.to_owned());
+        let user = decode(url.username());
+        let password = url.password().map(decode).unwrap_or_default();
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        let scope = format!("{}://{}/", url.scheme(), url.host_str().unwrap_or_default());
+        let scope = match url.port() {
+            Some(port) => format!("{}:{port}/", scope.trim_end_matches('/')),
+            None => scope,
+        };
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        (
+            url.to_string(),
+            vec![(
+                format!("http.{scope}.extraHeader"),
+                format!("Authorization: Basic {basic}"),
+            )],
+        )
+    }
+
     /// `text` with the URL replaced by its redacted form and every credential part removed.
     pub fn scrub(&self, text: &str) -> String {
         let mut out = text.replace(&self.0, &self.redacted());
@@ -352,13 +388,18 @@ pub async fn sync(config: &RemoteConfig) -> Result<Synced, FetchError> {
 /// trimmed stdout, or an error with git's scrubbed stderr.
 async fn run_git(config: &RemoteConfig, args: &[&str]) -> Result<String, FetchError> {
     let mut command = tokio::process::Command::new("git");
+    command.arg("-C").arg(&config.clone_dir).args(args);
+    let (url, extra) = config.url.for_git();
     command
-        .arg("-C")
-        .arg(&config.clone_dir)
-        .args(args)
-        .env("GIT_CONFIG_COUNT", "1")
+        .env("GIT_CONFIG_COUNT", (1 + extra.len()).to_string())
         .env("GIT_CONFIG_KEY_0", "remote.origin.url")
-        .env("GIT_CONFIG_VALUE_0", config.url.expose())
+        .env("GIT_CONFIG_VALUE_0", url);
+    for (i, (key, value)) in extra.iter().enumerate() {
+        command
+            .env(format!("GIT_CONFIG_KEY_{}", i + 1), key)
+            .env(format!("GIT_CONFIG_VALUE_{}", i + 1), value);
+    }
+    command
         // Never wait for a password on a terminal: fail, and say so.
         .env("GIT_TERMINAL_PROMPT", "0")
         // The clone is the repository, whatever the environment of `opsctl run` says.
@@ -367,8 +408,22 @@ async fn run_git(config: &RemoteConfig, args: &[&str]) -> Result<String, FetchEr
         .env_remove("GIT_INDEX_FILE")
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
+    // Its own process group, so that a cancelled or timed-out fetch stops git's helpers
+    // (`git-remote-https`) too, not only git.
+    #[cfg(unix)]
+    command.process_group(0);
     let verb = args.first().copied().unwrap_or("git");
-    let out = match tokio::time::timeout(GIT_TIMEOUT, command.output()).await {
+    let child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            FetchError(format!(
+                "cannot run git ({e}); install git to use --git-url"
+            ))
+        })?;
+    let mut group = ProcessGroup(child.id());
+    let out = match tokio::time::timeout(GIT_TIMEOUT, child.wait_with_output()).await {
         Err(_) => {
             return Err(FetchError(format!(
                 "git {verb} timed out after {}s",
@@ -376,11 +431,13 @@ async fn run_git(config: &RemoteConfig, args: &[&str]) -> Result<String, FetchEr
             )));
         }
         Ok(Err(e)) => {
-            return Err(FetchError(format!(
-                "cannot run git ({e}); install git to use --git-url"
-            )));
+            return Err(FetchError(format!("git {verb}: {e}")));
         }
-        Ok(Ok(out)) => out,
+        Ok(Ok(out)) => {
+            // git exited and was reaped: its group is gone, and its id may be reused.
+            group.0 = None;
+            out
+        }
     };
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -398,6 +455,24 @@ async fn run_git(config: &RemoteConfig, args: &[&str]) -> Result<String, FetchEr
         return Err(FetchError(format!("git {verb} failed: {said}")));
     }
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// A running git command's process group, killed when this is dropped while git still runs:
+/// on a timeout, or when the fetch's future is dropped because `opsctl run` was asked to stop.
+/// Cleared once git has exited.
+struct ProcessGroup(Option<u32>);
+
+impl Drop for ProcessGroup {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(pid) = self.0.and_then(|p| libc::pid_t::try_from(p).ok()) {
+            // SAFETY: killpg only sends a signal; `pid` is the group git was started in
+            // (`process_group(0)`), which holds only git and the helpers it started.
+            unsafe {
+                libc::killpg(pid, libc::SIGKILL);
+            }
+        }
+    }
 }
 
 /// The wait before the next fetch: `interval` after a success; after `failures` failures in a
@@ -532,6 +607,68 @@ mod tests {
 
     fn url(s: &str) -> GitUrl {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn credentials_go_to_git_as_a_scoped_header_not_in_the_url() {
+        let (bare, extra) =
+            url("https://x-access-token:ghs%2FSECRET@github.com/org/repo.git").for_git();
+        assert_eq!(bare, "https://github.com/org/repo.git");
+        assert_eq!(extra.len(), 1);
+        assert_eq!(extra[0].0, "http.https://github.com/.extraHeader");
+        // base64("x-access-token:ghs/SECRET"), the password percent-decoded.
+        assert_eq!(
+            extra[0].1,
+            "Authorization: Basic eC1hY2Nlc3MtdG9rZW46Z2hzL1NFQ1JFVA=="
+        );
+        let (bare, extra) = url("http://tok@127.0.0.1:8080/r.git").for_git();
+        assert_eq!(bare, "http://127.0.0.1:8080/r.git");
+        assert_eq!(extra[0].0, "http.http://127.0.0.1:8080/.extraHeader");
+        for plain in [
+            "https://github.com/o/r.git",
+            "ssh://git@host/r.git",
+            "/srv/r.git",
+        ] {
+            assert_eq!(url(plain).for_git(), (plain.to_owned(), vec![]));
+        }
+    }
+
+    /// What reaches the git server: the credentials as a Basic header on the request, the URL
+    /// without them (so neither `git` nor `git-remote-http` carries the token in its argv).
+    #[tokio::test]
+    async fn git_sends_the_credentials_as_a_header() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 8192];
+            let n = conn.read(&mut buf).await.unwrap();
+            let _ = conn
+                .write_all(
+                    b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                )
+                .await;
+            String::from_utf8_lossy(&buf[..n]).into_owned()
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let config = RemoteConfig {
+            url: url(&format!(
+                "http://deploy:s3cret-TOKEN@127.0.0.1:{port}/m.git"
+            )),
+            branch: "main".into(),
+            path: PathBuf::new(),
+            interval: Duration::from_secs(60),
+            clone_dir: dir.path().join("checkout"),
+        };
+        let err = sync(&config).await.unwrap_err();
+        let request = server.await.unwrap();
+        assert!(request.starts_with("GET /m.git/info/refs"), "{request}");
+        assert!(
+            request.contains("Authorization: Basic ZGVwbG95OnMzY3JldC1UT0tFTg=="),
+            "{request}"
+        );
+        assert!(!err.to_string().contains("s3cret-TOKEN"), "{err}");
     }
 
     #[test]
