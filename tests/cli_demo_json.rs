@@ -20,7 +20,13 @@ fn demo_json_is_one_document() {
     assert_eq!(v["failed"], 0);
     let steps = v["steps"].as_array().unwrap();
     assert_eq!(v["passed"], steps.len());
-    assert!(steps.len() >= 7, "{v}");
+    assert!(steps.len() >= 8, "{v}");
+    assert!(
+        steps.iter().any(|s| s["name"]
+            .as_str()
+            .is_some_and(|n| n.contains("incident with a postmortem"))),
+        "{v}"
+    );
     assert!(
         steps
             .iter()

@@ -4,7 +4,8 @@
 //! The demo loads the shipped manifest (image `…:deployment-NEW`), shows the drift, rolls it
 //! out, shows the diff clean, then "commits" a bad image (`…:deployment-BAD`, whose checks
 //! fail): the rollout stops at the first machine and rolls it back as a new release, and a
-//! second automatic attempt of the same bad image is refused. Each step checks what it expects
+//! failed deploy goes to the incident pipeline, which records an incident and its postmortem,
+//! and a second automatic attempt of the same bad image is refused. Each step checks what it expects
 //! and the demo exits 0 only when every step behaved.
 //!
 //! Output: the story as text on stdout. With `-o json` the story goes to stderr and stdout
@@ -103,6 +104,38 @@ pub async fn exec(_args: DemoArgs, global: &Global) -> anyhow::Result<ExitCode> 
         rolled_back,
     )?;
 
+    // The deploy pipeline hands the finished deploy to the incident pipeline (in `opsctl run`
+    // after the settle time; here at once): an incident, answered from the record, and its
+    // postmortem.
+    if let Outcome::Deployed(rec) = &outcome {
+        let (_stop_tx2, stop2) = tokio::sync::watch::channel(false);
+        let mut responder =
+            Deployer::new(client.clone(), store.clone(), Arc::new(SystemClock), stop2);
+        responder.poll = deployer.poll;
+        let mut pipeline = crate::incident::IncidentPipeline::new(
+            responder,
+            crate::incident::IncidentConfig::default(),
+        );
+        for signal in crate::incident::after_deploy(&client, rec, chrono::Utc::now()).await {
+            pipeline.handle(signal).await?;
+        }
+    }
+    let kinds = |kind: crate::records::RecordKind| {
+        store
+            .records(|r| r.kind == kind && r.app.as_deref() == Some(good.app_name()))
+            .map(|v| v.into_iter().map(|r| r.title).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    let incidents = kinds(crate::records::RecordKind::Incident);
+    let postmortems = kinds(crate::records::RecordKind::Postmortem);
+    for t in incidents.iter().chain(&postmortems) {
+        demo.say(&format!("  recorded: {t}\n"))?;
+    }
+    demo.check(
+        "4b. the failed deploy becomes an incident with a postmortem",
+        !incidents.is_empty() && !postmortems.is_empty(),
+    )?;
+
     let on_new = observe_app(&client, good.app_name())
         .await?
         .machines
@@ -128,7 +161,10 @@ pub async fn exec(_args: DemoArgs, global: &Global) -> anyhow::Result<ExitCode> 
     for r in history.iter().rev() {
         demo.say(&format!("  {}\n", super::apply::summary(r)))?;
     }
-    demo.say("(incident records and postmortems arrive with the incident pipeline, issue #7)\n")?;
+    demo.say(&format!(
+        "Incidents and postmortems: `opsctl --state {} records export` (beads issues.jsonl)\n",
+        state.display()
+    ))?;
     handle.shutdown().await;
     let (passed, failed) = demo.counts();
     demo.say(&format!("\n{passed} passed, {failed} failed\n"))?;
