@@ -428,3 +428,31 @@ fn run_picks_up_an_approval_made_with_the_cli() {
         "{pending}"
     );
 }
+
+/// `approve` against `--fly embedded` cannot see the Fly the plan was made on (a new simulator
+/// starts in that process): it says so and how to approve instead, and decides nothing — the
+/// approval stays pending, never closed as stale.
+#[test]
+fn approve_refuses_an_embedded_fly_and_leaves_the_approval_pending() {
+    let sim = Sim::start();
+    let (github, _rt) = green_github();
+    let ws = adr_workspace(&github);
+    commit_manifest(&ws, &image(1), &github, false);
+    let (code, app, shown) = apply(&ws, &sim);
+    assert_eq!(code, 3, "{shown}");
+    let id = app["approval"].as_str().unwrap().to_owned();
+    let out = common::opsctl()
+        .arg("--manifests")
+        .arg(ws.manifests())
+        .arg("--state")
+        .arg(ws.state())
+        .args(["--fly", "embedded", "approve", &id])
+        .output()
+        .unwrap();
+    let said = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("--fly embedded"), "{said}");
+    assert!(said.contains(&format!("/approvals/{id}/approve")), "{said}");
+    let (_, _, pending) = run(&ws, &sim, &["pending", "-o", "json"]);
+    assert_eq!(pending["approvals"][0]["id"], id.as_str(), "{pending}");
+}
