@@ -134,7 +134,15 @@ impl Transport {
             },
         )
         .notify(|e: &FlyError, d: Duration| {
-            tracing::debug!(error = %e, retry_in_ms = d.as_millis() as u64, "retrying Fly call");
+            let retry_in_ms = d.as_millis() as u64;
+            if e.status == Some(429) || e.kind != FlyErrorKind::Unavailable {
+                // Rate limits and conflicts that clear by themselves: expected, quiet.
+                tracing::debug!(error = %e, retry_in_ms, "retrying Fly call");
+            } else {
+                // Fly not answering is worth a line: a command would otherwise sit silent for
+                // minutes (6 attempts of up to 30 s each) before its error.
+                tracing::warn!(error = %e, retry_in_ms, "Fly did not answer; retrying");
+            }
         })
         .await
     }
