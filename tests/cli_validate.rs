@@ -161,3 +161,23 @@ fn a_beads_target_outside_any_directory_is_a_warning() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(!text(&out).contains("eng-repo"), "{}", text(&out));
 }
+
+/// A policy naming an app no FlyApp manages (a typo) is a warning: its rules (a freeze window,
+/// say) would silently never apply.
+#[test]
+fn a_policy_for_an_unknown_app_is_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("app.yaml"), GOOD).unwrap();
+    std::fs::write(
+        dir.path().join("policy.yaml"),
+        "apiVersion: opsctl.dev/v1alpha1\nkind: GovernancePolicy\nmetadata: {name: strict}\nspec:\n  apps: [web, wbe]\n",
+    )
+    .unwrap();
+    let out = opsctl().arg("validate").arg(dir.path()).output().unwrap();
+    let t = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{t}");
+    assert!(t.contains("policy.yaml"), "{t}");
+    assert!(t.contains("spec.apps"), "{t}");
+    assert!(t.contains("\"wbe\""), "{t}");
+    assert!(!t.contains("\"web\", which"), "the real app is not warned about: {t}");
+}

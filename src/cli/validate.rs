@@ -26,6 +26,7 @@ pub fn exec(args: ValidateArgs, global: &Global) -> anyhow::Result<ExitCode> {
         Ok(set) => {
             let mut warnings = set.warnings.clone();
             warnings.extend(machine_warnings(&set));
+            warnings.extend(unknown_app_warnings(&set));
             (vec![], warnings, Some(set))
         }
         Err(e) => (e.diagnostics, e.warnings, None),
@@ -98,6 +99,50 @@ fn machine_warnings(set: &ManifestSet) -> Vec<Diagnostic> {
             ),
         })
         .collect()
+}
+
+/// Apps named by other kinds that no `FlyApp` of the set manages (a typo in a policy's `apps`
+/// would silently leave its rules, e.g. a freeze window, unenforced). Only when the set has
+/// FlyApps: a directory of policies alone is not judged.
+fn unknown_app_warnings(set: &ManifestSet) -> Vec<Diagnostic> {
+    if set.apps.is_empty() {
+        return Vec::new();
+    }
+    let known: std::collections::BTreeSet<&str> = set.apps.iter().map(|a| a.app_name()).collect();
+    let mut out = Vec::new();
+    let mut check = |kind: &str, name: &str, file: &Path, field: &str, apps: &[&str]| {
+        for app in apps.iter().filter(|a| !known.contains(**a)) {
+            out.push(Diagnostic {
+                file: file.to_path_buf(),
+                line: 0,
+                column: 0,
+                field: Some(field.to_owned()),
+                message: format!(
+                    "{kind} {name} names app {app:?}, which no FlyApp in this set manages; it never applies to it"
+                ),
+                help: Some(format!(
+                    "the FlyApps here: {}",
+                    known.iter().copied().collect::<Vec<_>>().join(", ")
+                )),
+            });
+        }
+    };
+    for m in &set.policies {
+        let apps: Vec<&str> = m.spec.apps.iter().map(String::as_str).collect();
+        check("GovernancePolicy", m.name(), &m.file, "spec.apps", &apps);
+    }
+    for m in &set.runbooks {
+        let apps: Vec<&str> = m.spec.apps.iter().map(String::as_str).collect();
+        check("Runbook", m.name(), &m.file, "spec.apps", &apps);
+    }
+    for m in &set.alert_routes {
+        let apps: Vec<&str> = m.spec.matches.apps.iter().map(String::as_str).collect();
+        check("AlertRoute", m.name(), &m.file, "spec.match.apps", &apps);
+    }
+    for m in &set.slos {
+        check("HealthSLO", m.name(), &m.file, "spec.app", &[m.spec.app_name(m.name())]);
+    }
+    out
 }
 
 fn summary(set: &ManifestSet) -> String {
