@@ -179,5 +179,8 @@ fn a_policy_for_an_unknown_app_is_a_warning() {
     assert!(t.contains("policy.yaml"), "{t}");
     assert!(t.contains("spec.apps"), "{t}");
     assert!(t.contains("\"wbe\""), "{t}");
-    assert!(!t.contains("\"web\", which"), "the real app is not warned about: {t}");
+    assert!(
+        !t.contains("\"web\", which"),
+        "the real app is not warned about: {t}"
+    );
 }

@@ -43,8 +43,9 @@ pub fn exec(args: HistoryArgs, global: &Global) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     if deploys.is_empty() {
+        let of = app.map_or_else(String::new, |a| format!(" of {a}"));
         print_text(&format!(
-            "no deploy records in {}\n",
+            "no deploy records{of} in {}\n",
             global.state.display()
         ))?;
         print_text(&records_table(&records))?;

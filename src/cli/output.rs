@@ -74,9 +74,9 @@ pub fn init_logging(global: &Global) {
 
 /// Print `value` as pretty JSON on stdout. A closed pipe is not an error.
 pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    serde_json::to_writer_pretty(&mut out, value)?;
-    ignore_broken_pipe(writeln!(out))
+    let mut text = serde_json::to_string_pretty(value)?;
+    text.push('\n');
+    print_text(&text)
 }
 
 /// Print text on stdout. A closed pipe is not an error.

@@ -140,7 +140,13 @@ fn unknown_app_warnings(set: &ManifestSet) -> Vec<Diagnostic> {
         check("AlertRoute", m.name(), &m.file, "spec.match.apps", &apps);
     }
     for m in &set.slos {
-        check("HealthSLO", m.name(), &m.file, "spec.app", &[m.spec.app_name(m.name())]);
+        check(
+            "HealthSLO",
+            m.name(),
+            &m.file,
+            "spec.app",
+            &[m.spec.app_name(m.name())],
+        );
     }
     out
 }

@@ -350,7 +350,7 @@ impl Reconciler {
         // stop between steps and batches).
         this.queue.shut_down();
         tracing::info!(
-            busy = pool.len(),
+            workers = pool.len(),
             "stopping: no new reconciles; workers finish or park their current step"
         );
         while let Some(joined) = pool.join_next().await {
