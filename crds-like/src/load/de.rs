@@ -159,9 +159,15 @@ impl<'a> NodeDe<'a> {
         match self.node.scalar() {
             Some((text, Style::Plain)) if !scalar::is_null(text) => Some(text),
             Some((text, Style::Quoted | Style::Block)) => {
+                // Only suggest dropping the quotes when what is inside is a number.
+                let help = text
+                    .trim()
+                    .parse::<f64>()
+                    .is_ok()
+                    .then(|| format!("remove the quotes: {}", text.trim()));
                 self.soft(
                     format!("expected {what}, found the quoted string \"{text}\""),
-                    Some(format!("remove the quotes: {text}")),
+                    help,
                 );
                 None
             }

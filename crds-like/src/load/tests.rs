@@ -223,6 +223,11 @@ fn quoted_number_in_a_number_field() {
     let text = GOOD.replace("port: 8080", "port: \"8080\"");
     let e = single_error(&text, 13, 30, Some("spec.checks.alive.port"));
     assert!(e.message.contains("quoted string"), "{e}");
+    assert_eq!(e.help.as_deref(), Some("remove the quotes: 8080"));
+    // A quoted word is not a number without its quotes either: no such advice.
+    let text = GOOD.replace("port: 8080", "port: \"eighty\"");
+    let e = single_error(&text, 13, 30, Some("spec.checks.alive.port"));
+    assert_eq!(e.help, None, "{e}");
 }
 
 #[test]
