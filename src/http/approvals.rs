@@ -71,7 +71,7 @@ fn unauthorized() -> Response {
     tracing::warn!("approval endpoint: request without a valid bearer token refused");
     let mut r = error(
         StatusCode::UNAUTHORIZED,
-        "a bearer token is required (Authorization: Bearer …)",
+        "a valid bearer token is required (Authorization: Bearer <the token opsctl run was given>); none was sent, or it does not match",
     );
     r.headers_mut().insert(
         header::WWW_AUTHENTICATE,
