@@ -172,6 +172,11 @@ pub fn render(plan: &AppPlan, pending: Option<&str>) -> String {
     if plan.recovering {
         out.push_str("  an unfinished deploy is finished first (not gated)\n");
     }
+    if let Some(b) = &plan.blocked {
+        out.push_str(&format!(
+            "  blocked: {b}\n  nothing below runs, whatever governance decides:\n"
+        ));
+    }
     for a in &plan.actions {
         out.push_str(&format!(
             "  {:<6} {:<9} {}\n         rule {}: {}\n",
@@ -181,9 +186,6 @@ pub fn render(plan: &AppPlan, pending: Option<&str>) -> String {
             a.decision.rule,
             a.decision.why
         ));
-    }
-    if let Some(b) = &plan.blocked {
-        out.push_str(&format!("  blocked: {b}\n"));
     }
     if let Some(id) = pending {
         out.push_str(&format!(
