@@ -137,16 +137,23 @@ async fn approve(
     State(s): State<ApprovalState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Option<Json<ApproveBody>>,
+    body: Result<Json<ApproveBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     if !authorized(&headers, &s.token) {
         return unauthorized();
     }
-    let Some(Json(body)) = body else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "body {\"plan_hash\": \"…\"} required: the plan hash you were shown",
-        );
+    // A missing, non-JSON or malformed body gets the same JSON error shape as the rest.
+    let body = match body {
+        Ok(Json(body)) => body,
+        Err(rejection) => {
+            return error(
+                rejection.status(),
+                format!(
+                    "a JSON body {{\"plan_hash\": \"…\"}} with Content-Type: application/json is required (the plan hash you were shown): {}",
+                    rejection.body_text()
+                ),
+            );
+        }
     };
     let mut a = match waiting(&s, &id) {
         Ok(a) => a,
@@ -264,6 +271,27 @@ mod tests {
                 .state,
             "pending"
         );
+    }
+
+    /// A body that is not JSON gets the endpoint's JSON error shape with the status axum
+    /// chose (415 without `Content-Type: application/json`), and nothing is decided.
+    #[tokio::test]
+    async fn a_body_that_is_not_json_gets_a_json_error() {
+        let (_dir, state, id) = setup();
+        let req = Request::post(format!("/approvals/{id}/approve"))
+            .header("authorization", "Bearer s3cret-token")
+            .body(Body::from("plan_hash=00112233aabbccdd"))
+            .unwrap();
+        let resp = router(state.clone()).oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["kind"], "error");
+        assert!(v["message"].as_str().unwrap().contains("plan_hash"), "{v}");
+        let a = approvals::find(&state.store, &id).unwrap().unwrap();
+        assert_eq!(a.data.state, "pending");
     }
 
     #[tokio::test]
