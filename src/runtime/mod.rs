@@ -15,3 +15,4 @@ pub mod leader;
 pub mod queue;
 pub mod reconciler;
 pub mod remote;
+pub mod status_board;

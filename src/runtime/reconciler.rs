@@ -29,16 +29,17 @@
 //! Every deploy passes governance first ([`crate::governance::governed_deploy`]): a gated plan
 //! is queued as a pending approval (approvals are read from the records each reconcile).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use opsctl_crds::{FlyApp, ManifestSet, load_dir, load_files};
 use serde::Serialize;
 use tokio::sync::watch;
 use tracing::Instrument;
+
+pub use super::status_board::{AppStatus, StatusBoard};
 
 use crate::governance::{Governed, governed_deploy};
 use crate::records::{DeployStatus, RecordKind, RecordStatus, Trigger};
@@ -114,112 +115,6 @@ pub fn requeue_after(pace: Pace, pacing: &Pacing, jitter: &Jitter) -> Duration {
         Pace::Idle | Pace::Backoff => spread(idle.mul_f64(0.9), idle),
         Pace::Active => spread(pacing.active.0, pacing.active.1.max(pacing.active.0)).min(idle),
         Pace::Approval => pacing.approval.min(idle),
-    }
-}
-
-/// What the reconciler last did with one app (`GET /status`).
-#[derive(Debug, Clone, Serialize)]
-pub struct AppStatus {
-    /// Fly app name.
-    pub app: String,
-    /// When its last reconcile finished, UTC (`None`: not reconciled yet).
-    pub last_reconcile: Option<DateTime<Utc>>,
-    /// `ok`, `error`, `waiting`, `blocked` or `denied` (as `opsctl_reconcile_total`).
-    pub result: Option<String>,
-    /// When the next reconcile is due, UTC (a commit brings it forward).
-    pub next_reconcile: Option<DateTime<Utc>>,
-    /// Why that soon.
-    pub pace: Pace,
-    /// Consecutive failed reconciles (0 after a success).
-    pub consecutive_failures: u32,
-    /// The last failure, when the last reconcile failed (error chain; no secrets: Fly errors
-    /// carry no token).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-#[derive(Default)]
-struct Board {
-    role: String,
-    running: bool,
-    workers: usize,
-    commit: Option<String>,
-    apps: BTreeMap<String, AppStatus>,
-    queue: Option<Arc<WorkQueue<Key>>>,
-}
-
-/// The live state of the reconciler, shared with the HTTP listener (`GET /status`). Cheap
-/// to share behind an `Arc`; every method takes a short lock.
-pub struct StatusBoard {
-    state: Mutex<Board>,
-}
-
-impl StatusBoard {
-    /// An empty board for a replica with `role` (`single`: no shared store; `leader`,
-    /// `standby`: replicated with `--store postgres://…`).
-    pub fn new(role: &str) -> Self {
-        Self {
-            state: Mutex::new(Board {
-                role: role.to_owned(),
-                ..Board::default()
-            }),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Board> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Set the replica's role (`single`, `leader`, `standby`).
-    pub fn set_role(&self, role: &str) {
-        role.clone_into(&mut self.lock().role);
-    }
-
-    /// The replica's role: `single`, `leader` or `standby`.
-    pub fn role(&self) -> String {
-        self.lock().role.clone()
-    }
-
-    /// Keys ready in the reconciler's queue (0 while no reconciler runs).
-    pub fn queue_depth(&self) -> usize {
-        let queue = self.lock().queue.clone();
-        queue.map_or(0, |q| q.depth())
-    }
-
-    /// Whether some app's last reconcile failed.
-    fn any_failing(&self) -> bool {
-        self.lock()
-            .apps
-            .values()
-            .any(|a| a.consecutive_failures > 0)
-    }
-
-    /// Apps' statuses, by name.
-    pub fn apps(&self) -> Vec<AppStatus> {
-        self.lock().apps.values().cloned().collect()
-    }
-
-    /// The board as JSON: `{"kind":"reconciler","role":"single"|"leader"|"standby",
-    /// "running":bool,"workers":N,"commit":sha|null,"queue_depth":N,"apps":[AppStatus…]}`
-    /// (times RFC 3339 UTC).
-    pub fn snapshot(&self) -> serde_json::Value {
-        let depth = self.queue_depth();
-        let b = self.lock();
-        serde_json::json!({
-            "kind": "reconciler",
-            "role": b.role,
-            "running": b.running,
-            "workers": b.workers,
-            "commit": b.commit,
-            "queue_depth": depth,
-            "apps": b.apps.values().collect::<Vec<_>>(),
-        })
-    }
-}
-
-impl Default for StatusBoard {
-    fn default() -> Self {
-        Self::new("single")
     }
 }
 
