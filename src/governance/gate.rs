@@ -104,17 +104,41 @@ pub async fn governed_deploy(
     trigger: Trigger,
     commit: Option<String>,
 ) -> Result<Governed, GateError> {
+    governed_deploy_seen(deployer, set, app, trigger, commit, &mut None).await
+}
+
+/// [`governed_deploy`], also leaving in `seen` the drift its first look at the machines found
+/// when something differed (the reconciler checks its invariants on it instead of listing the
+/// machines again).
+///
+/// # Errors
+/// [`GateError`].
+pub async fn governed_deploy_seen(
+    deployer: &Deployer,
+    set: &ManifestSet,
+    app: &FlyApp,
+    trigger: Trigger,
+    commit: Option<String>,
+    seen: &mut Option<opsctl_controllers::diff::AppDiff>,
+) -> Result<Governed, GateError> {
     let now = deployer.clock.now();
     approvals::ingest(&deployer.store, now)?;
-    if let Some(in_sync) = in_sync(deployer, app).await? {
-        // Nothing to approve any more: an approval asked for earlier is moot.
-        supersede_pending(deployer, app.app_name(), now)?;
-        return Ok(Governed::Ran {
-            outcome: Outcome::NothingToDo(in_sync),
-            approval: None,
-        });
-    }
-    let plan = plan_app(deployer, set, app, now).await?;
+    let plan = match quick_look(deployer, app).await? {
+        Look::InSync(in_sync) => {
+            // Nothing to approve any more: an approval asked for earlier is moot.
+            supersede_pending(deployer, app.app_name(), now)?;
+            return Ok(Governed::Ran {
+                outcome: Outcome::NothingToDo(in_sync),
+                approval: None,
+            });
+        }
+        // The machines just listed are what the plan is made from (no second list).
+        Look::Differs(observed, drift) => {
+            *seen = Some(drift);
+            crate::governance::plan::plan_observed(deployer, set, app, &observed, now)?
+        }
+        Look::Unfinished => plan_app(deployer, set, app, now).await?,
+    };
     let ran = |outcome, approval| Governed::Ran { outcome, approval };
     if plan.recovering {
         return Ok(ran(deployer.deploy(app, trigger, commit).await?, None));
@@ -253,18 +277,25 @@ fn supersede_pending(deployer: &Deployer, app: &str, now: DateTime<Utc>) -> Resu
     Ok(())
 }
 
-/// The cheap look of an idle pass: with no unfinished deploy of `app` in the records, one
-/// list call (no releases, no per-machine reads); `Some(empty diff)` when every machine
-/// matches the manifest, so there is nothing to plan, approve or deploy. `None`: something
-/// differs or a deploy is unfinished — the full plan (which observes again, releases
-/// included) decides.
+/// What the cheap look of a pass found.
+enum Look {
+    /// Every machine matches the manifest: nothing to plan, approve or deploy.
+    InSync(opsctl_controllers::diff::AppDiff),
+    /// Something differs: the machines just listed, to plan from, and the drift.
+    Differs(
+        Box<opsctl_controllers::observed::ObservedApp>,
+        opsctl_controllers::diff::AppDiff,
+    ),
+    /// A deploy is unfinished in the records: the full plan (recovery) decides.
+    Unfinished,
+}
+
+/// The cheap look of a pass: with no unfinished deploy of `app` in the records, one list call
+/// (no releases, no per-machine reads) and the diff.
 ///
 /// # Errors
 /// The list call failed (Fly not observable) or the records could not be read.
-async fn in_sync(
-    deployer: &Deployer,
-    app: &FlyApp,
-) -> Result<Option<opsctl_controllers::diff::AppDiff>, GateError> {
+async fn quick_look(deployer: &Deployer, app: &FlyApp) -> Result<Look, GateError> {
     let name = app.app_name();
     let unfinished = deployer
         .store
@@ -272,7 +303,7 @@ async fn in_sync(
         .first()
         .is_some_and(|r| r.status == DeployStatus::InProgress || r.needs_recovery);
     if unfinished {
-        return Ok(None);
+        return Ok(Look::Unfinished);
     }
     let observed = crate::fly::observe::observe_machines(&deployer.client, name)
         .await
@@ -281,5 +312,9 @@ async fn in_sync(
             source: Box::new(source),
         })?;
     let drift = opsctl_controllers::diff::diff(app, &observed);
-    Ok(drift.is_empty().then_some(drift))
+    Ok(if drift.is_empty() {
+        Look::InSync(drift)
+    } else {
+        Look::Differs(Box::new(observed), drift)
+    })
 }

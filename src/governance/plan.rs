@@ -23,7 +23,7 @@ use opsctl_crds::{FlyApp, ManifestSet};
 use serde::Serialize;
 
 use crate::fly::FlyError;
-use crate::fly::observe::observe_app;
+use crate::fly::observe::observe_machines;
 use crate::records::{DeployRecord, DeployStatus, LinkKind, RecordKind, RecordStore, StoreError};
 use crate::runtime::deploy::Deployer;
 
@@ -145,19 +145,35 @@ pub async fn plan_app(
     app: &FlyApp,
     now: DateTime<Utc>,
 ) -> Result<AppPlan, PlanError> {
+    // A plan reads machines only (diff, rollout plan, plan hash): one list call.
+    let observed = observe_machines(&deployer.client, app.app_name())
+        .await
+        .map_err(|source| PlanError::Observe {
+            app: app.app_name().to_owned(),
+            source: Box::new(source),
+        })?;
+    plan_observed(deployer, set, app, &observed, now)
+}
+
+/// [`plan_app`] from machines already observed (`observed`, e.g. by the reconciler's quick
+/// look a moment ago), so a pass does not list them twice.
+///
+/// # Errors
+/// [`PlanError`]: an unsupported strategy, or the store unreadable.
+pub fn plan_observed(
+    deployer: &Deployer,
+    set: &ManifestSet,
+    app: &FlyApp,
+    observed: &opsctl_controllers::observed::ObservedApp,
+    now: DateTime<Utc>,
+) -> Result<AppPlan, PlanError> {
     let name = app.app_name().to_owned();
     let (policy, source) = policy_for(&set.policies, &name);
     let (burn, records) = app_burn_in(&deployer.store, &name, &policy.burn_in)?;
     let recovering = records
         .first()
         .is_some_and(|r| r.status == DeployStatus::InProgress || r.needs_recovery);
-    let observed = observe_app(&deployer.client, &name)
-        .await
-        .map_err(|source| PlanError::Observe {
-            app: name.clone(),
-            source: Box::new(source),
-        })?;
-    let drift = diff(app, &observed);
+    let drift = diff(app, observed);
     if recovering {
         // The unfinished deploy is finished (or rolled back) first; planning the next one
         // against its half-updated machines would be meaningless.
@@ -166,14 +182,14 @@ pub async fn plan_app(
             policy: source,
             burn_in: burn,
             context: Context::default(),
-            plan_hash: plan_hash(&app.revision(), &observed, &[]),
+            plan_hash: plan_hash(&app.revision(), observed, &[]),
             actions: Vec::new(),
             blocked: None,
             recovering,
             approval_timeout: policy.approval_timeout.get(),
         });
     }
-    let rollout = rollout::plan(app, &observed, &drift)?;
+    let rollout = rollout::plan(app, observed, &drift)?;
     let fingerprint = config_fingerprint(app);
     let last_good = records.iter().find(|r| r.status == DeployStatus::Succeeded);
     let context = Context {
@@ -262,7 +278,7 @@ pub async fn plan_app(
         ));
     }
     let bare: Vec<Action> = actions.iter().map(|(a, _)| a.clone()).collect();
-    let hash = plan_hash(&app.revision(), &observed, &bare);
+    let hash = plan_hash(&app.revision(), observed, &bare);
     let actions = actions
         .into_iter()
         .map(|(action, image)| PlannedAction {

@@ -41,7 +41,8 @@ use tracing::Instrument;
 
 pub use super::status_board::{AppStatus, StatusBoard};
 
-use crate::governance::{Governed, governed_deploy};
+use crate::governance::Governed;
+use crate::governance::gate::governed_deploy_seen;
 use crate::records::{DeployStatus, RecordKind, RecordStatus, Trigger};
 use crate::runtime::deploy::{Deployer, MixedGroups, Outcome};
 use crate::runtime::git;
@@ -457,8 +458,21 @@ impl Reconciler {
             error: None,
             mixed,
         };
-        let outcome = match governed_deploy(deployer, set, app, Trigger::Reconcile, self.commit())
-            .await
+        // The drift of the first look at the machines: the mixed-images check reads it instead
+        // of listing the machines again.
+        let mut seen = None;
+        let seen_mixed = |seen: &Option<opsctl_controllers::diff::AppDiff>| {
+            seen.as_ref().map(crate::runtime::deploy::mixed_of)
+        };
+        let outcome = match governed_deploy_seen(
+            deployer,
+            set,
+            app,
+            Trigger::Reconcile,
+            self.commit(),
+            &mut seen,
+        )
+        .await
         {
             Ok(Governed::Ran { outcome, .. }) => Ok(outcome),
             Ok(Governed::Waiting {
@@ -475,18 +489,18 @@ impl Reconciler {
                     result: "waiting",
                     pace: Pace::Approval,
                     error: None,
-                    mixed: None,
+                    mixed: seen_mixed(&seen),
                 };
             }
             Ok(Governed::Denied { rule, why, .. }) => {
                 tracing::warn!(%rule, "not deployed: {why}");
                 metrics.set_drift(name, true);
-                return quiet("denied", None);
+                return quiet("denied", seen_mixed(&seen));
             }
             Ok(Governed::Expired { approval, .. }) => {
                 tracing::debug!(%approval, "approval expired; nothing runs until the plan changes");
                 metrics.set_drift(name, true);
-                return quiet("waiting", None);
+                return quiet("waiting", seen_mixed(&seen));
             }
             Err(e) => Err(e),
         };
@@ -507,7 +521,7 @@ impl Reconciler {
             Ok(Outcome::Blocked { reason }) => {
                 tracing::warn!("{reason}");
                 metrics.set_drift(name, true);
-                quiet("blocked", None)
+                quiet("blocked", seen_mixed(&seen))
             }
             Ok(Outcome::Deployed(rec)) => {
                 tracing::info!(record = %rec.id, status = rec.status.as_str(), "deploy recorded");

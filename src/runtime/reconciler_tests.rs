@@ -124,6 +124,30 @@ async fn an_open_incident_brings_the_next_reconcile_to_15_to_30_seconds() {
     f.sim.shutdown().await;
 }
 
+/// A drifted app whose plan waits for approval (the ADR's default gate): the machines listed
+/// by the quick look are the ones planned from — one list call per reconcile, no release
+/// query, no second list.
+#[tokio::test]
+async fn a_drifted_app_is_planned_from_the_quick_looks_list() {
+    let f = fixture(NEW).await;
+    f.r.reload("startup").await;
+    let first = one(&f.r).await;
+    assert_eq!(first.result.as_deref(), Some("waiting"), "{first:?}");
+    f.sim.state().reset_request_counts();
+    f.r.queue.add(Key::app(APP));
+    let st = one(&f.r).await;
+    assert_eq!(st.result.as_deref(), Some("waiting"), "{st:?}");
+    let counts = f.sim.state().request_counts();
+    assert_eq!(
+        counts.get("GET /v1/apps/{app}/machines"),
+        1,
+        "{:?}",
+        counts.endpoints
+    );
+    assert_eq!(counts.total, 1, "{:?}", counts.endpoints);
+    f.sim.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_deploy_is_followed_at_the_active_pace() {
     let f = fixture(NEW).await;
