@@ -23,7 +23,8 @@ use opsctl::secret::Secret;
 use opsctl::sim::{self, Scenario, SimHandle};
 use opsctl_controllers::incident::Classification;
 use opsctl_controllers::incident::book::Held;
-use opsctl_controllers::signal::{Signal, SignalKind};
+use opsctl_controllers::maintenance::Judgement;
+use opsctl_controllers::signal::{Blind, Signal, SignalKind};
 use opsctl_crds::FlyApp;
 
 use common::{BAD, M1, M2, NEW, OLD};
@@ -131,6 +132,7 @@ fn signal(kind: SignalKind, class: &str, machine: Option<&str>, detail: &str) ->
         machine: machine.map(str::to_owned),
         detail: detail.into(),
         deploy: None,
+        blind: None,
     }
 }
 
@@ -493,6 +495,7 @@ async fn bug_30_blind_observer_one_incident_no_action() {
         machine: None,
         detail: "every Fly API call failed".into(),
         deploy: None,
+        blind: Some(Blind::FlyApi),
     };
     assert_eq!(
         e.pipeline.handle(blind.clone()).await.unwrap(),
@@ -541,6 +544,7 @@ async fn lei_enoent_is_an_observer_signal_never_an_app_incident() {
         machine: None,
         detail: "fly status error: Erlang error: :enoent".into(),
         deploy: None,
+        blind: Some(Blind::Tool),
     };
     let mut handled = vec![];
     for _ in 0..3 {
@@ -561,6 +565,39 @@ async fn lei_enoent_is_an_observer_signal_never_an_app_incident() {
     assert!(records(&e.store, RecordKind::Postmortem).is_empty());
     assert_eq!(e.seen.escalations.lock().unwrap().len(), 1);
     assert_eq!(mutations(&e.sim), 0, "no restart for a missing tool");
+}
+
+/// A dependency check that cannot run is that check's `unknown`, never the monitoring path,
+/// even when its name starts with "fly" (a check `maintenance/flyproxy`): no incident, no
+/// escalation, and the app's next signal is answered, not held back. What went blind comes
+/// from the producer ([`Judgement::unknown`]), not from the class.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dependency_check_that_cannot_run_holds_nothing_back() {
+    let mut e = env(Scenario::lowendinsight_default(), OLD, "rolling").await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    for source in ["maintenance/flyproxy", "maintenance/redis"] {
+        let j = Judgement::unknown(APP, source, "FLYPROXY_URL is not set", Utc::now());
+        let [s] = j.signals.as_slice() else {
+            panic!("{j:?}")
+        };
+        assert_eq!(s.blind, Some(Blind::Dependency));
+        assert_eq!(
+            e.pipeline.handle(s.clone()).await.unwrap(),
+            Handled::Held(Held::ObserverBlind),
+            "{source}"
+        );
+    }
+    assert!(records(&e.store, RecordKind::Incident).is_empty());
+    assert!(e.seen.escalations.lock().unwrap().is_empty());
+    let s = signal(
+        SignalKind::RedisDown,
+        "ping:closed",
+        None,
+        "%Redix.ConnectionError{reason: :closed}",
+    );
+    let h = e.pipeline.handle(s).await.unwrap();
+    assert!(matches!(h, Handled::Answered { .. }), "{h:?}");
+    assert_eq!(records(&e.store, RecordKind::Incident).len(), 1);
 }
 
 /// A scenario where machine m1 runs an image whose process exits with code 0 after a second

@@ -17,8 +17,9 @@ use opsctl::maintenance::{EnvLookup, Maintenance, ReadOnlyFly, TokioClock};
 use opsctl::records::{RecordKind, RecordStore};
 use opsctl::secret::Secret;
 use opsctl::sim::{self, Scenario, SimHandle};
+use opsctl_controllers::incident::book::monitoring_path;
 use opsctl_controllers::maintenance::Status;
-use opsctl_controllers::signal::{Signal, SignalKind};
+use opsctl_controllers::signal::{Blind, Signal, SignalKind};
 use opsctl_crds::kinds::maintenance::CheckName;
 use opsctl_crds::{ManifestSet, load_str};
 use tokio::sync::mpsc;
@@ -256,6 +257,8 @@ async fn fly_down_is_unknown_never_unhealthy() {
     for sig in &signals {
         assert_eq!(sig.kind, SignalKind::ObserverBlind, "{sig:?}");
         assert_eq!(sig.fingerprint(), "-/observer_blind/-/fly_api");
+        assert_eq!(sig.blind, Some(Blind::FlyApi), "{sig:?}");
+        assert!(monitoring_path(sig), "{sig:?}");
     }
     s.sim.shutdown().await;
 }

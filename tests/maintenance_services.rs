@@ -18,8 +18,9 @@ use opsctl::fly::{Endpoints, FlyClient};
 use opsctl::maintenance::{EnvLookup, Maintenance, ReadOnlyFly, TokioClock, postgres, redis};
 use opsctl::records::{RecordKind, RecordStatus, RecordStore};
 use opsctl::secret::Secret;
+use opsctl_controllers::incident::book::monitoring_path;
 use opsctl_controllers::maintenance::{Observation, Status};
-use opsctl_controllers::signal::{Signal, SignalKind};
+use opsctl_controllers::signal::{Blind, Signal, SignalKind};
 use opsctl_crds::kinds::maintenance::CheckName;
 use opsctl_crds::{ManifestSet, load_str};
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -215,7 +216,10 @@ async fn postgres_refusing_is_down_and_a_missing_database_is_unknown() {
     );
     let (status, summary, signals) = rig2.run(CheckName::PostgresConnections).await;
     assert_eq!(status, Status::Unknown, "{summary}");
-    assert!(signals.iter().all(|s| s.kind == SignalKind::ObserverBlind));
+    assert!(!signals.is_empty());
+    assert!(signals.iter().all(|s| s.kind == SignalKind::ObserverBlind
+        && s.blind == Some(Blind::Dependency)
+        && !monitoring_path(s)));
     assert!(!summary.contains("opsctl_no_such_database"), "{summary}");
 }
 
@@ -357,7 +361,10 @@ async fn oban_without_a_jobs_table_is_unknown() {
     );
     let (status, summary, signals) = rig.run(CheckName::ObanQueueDepth).await;
     assert_eq!(status, Status::Unknown, "{summary}");
-    assert!(signals.iter().all(|s| s.kind == SignalKind::ObserverBlind));
+    assert!(!signals.is_empty());
+    assert!(signals.iter().all(|s| s.kind == SignalKind::ObserverBlind
+        && s.blind == Some(Blind::Dependency)
+        && !monitoring_path(s)));
 }
 
 // ---------------------------------------------------------------- Redis

@@ -314,6 +314,7 @@ impl CertFinding {
             machine: None,
             detail: self.detail.clone(),
             deploy: None,
+            blind: None,
         }
     }
 }

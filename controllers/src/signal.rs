@@ -38,9 +38,42 @@ pub struct Signal {
     /// The deploy record this signal comes from, when a deploy raised it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy: Option<String>,
+    /// On an [`SignalKind::ObserverBlind`] signal, what went blind: opsctl's view of Fly (one
+    /// "monitoring path down" incident that holds back every app's signals, case BUG-30) or one
+    /// app's dependency check (only that check's `unknown`). `None` on every other kind, and on
+    /// JSON written before the field existed (read as described at
+    /// `incident::book::monitoring_path`). Not part of the fingerprint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blind: Option<Blind>,
 }
 
 impl Signal {
+    /// An [`SignalKind::ObserverBlind`] signal: `what` went blind while check `source` looked at
+    /// `app` (`None`: opsctl's own view, no app) at `at` (UTC). `class` is the short, stable
+    /// blindness class of the fingerprint (`fly_api`, `tool_missing:flyctl`, `redis`); `detail`
+    /// is for people and holds no secret.
+    pub fn observer_blind(
+        app: Option<&str>,
+        what: Blind,
+        class: impl Into<String>,
+        source: &str,
+        at: DateTime<Utc>,
+        detail: impl Into<String>,
+    ) -> Self {
+        Self {
+            app: app.map(str::to_owned),
+            kind: SignalKind::ObserverBlind,
+            release: None,
+            class: class.into(),
+            source: source.to_owned(),
+            at,
+            machine: None,
+            detail: detail.into(),
+            deploy: None,
+            blind: Some(what),
+        }
+    }
+
     /// `app/kind/release/class`, e.g. `lowendinsight/machine_exited/42/exit:1`; `-` stands for
     /// an absent part. Stable across reports of the same fault.
     pub fn fingerprint(&self) -> String {
@@ -56,6 +89,44 @@ impl Signal {
                 &self.class
             },
         )
+    }
+}
+
+/// What an [`SignalKind::ObserverBlind`] signal says went blind. The producer says it; the
+/// incident book decides from it alone whether the signal is about opsctl's monitoring path
+/// (`incident::book::monitoring_path`), never from the wording or prefix of `class`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Blind {
+    /// Fly's API could not be read (down, 429 after retries, slower than the check's timeout):
+    /// opsctl's view of every app is gone. Monitoring path.
+    FlyApi,
+    /// A tool opsctl reads Fly through is missing or cannot run (the LEI `fly status` bead:
+    /// `Erlang error: :enoent`). Monitoring path, even when the signal names an app.
+    Tool,
+    /// One app's dependency check could not run (Redis, PostgreSQL or Oban URL unset or our
+    /// login refused, a probe without an answer, no certificate hostname seen). Only that
+    /// check's `unknown`: not the monitoring path, holds nothing back.
+    Dependency,
+}
+
+impl Blind {
+    /// Snake-case name, as in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FlyApi => "fly_api",
+            Self::Tool => "tool",
+            Self::Dependency => "dependency",
+        }
+    }
+
+    /// Whether this blindness is opsctl's own monitoring path (Fly's API or the tool that reads
+    /// it) rather than one app's dependency check.
+    pub fn is_monitoring_path(self) -> bool {
+        match self {
+            Self::FlyApi | Self::Tool => true,
+            Self::Dependency => false,
+        }
     }
 }
 
@@ -145,6 +216,7 @@ mod tests {
             machine: Some("m1".into()),
             detail: "machine m1 exited with code 1".into(),
             deploy: None,
+            blind: None,
         };
         let b = Signal {
             at: at(30),
@@ -167,5 +239,41 @@ mod tests {
             ..a
         };
         assert_eq!(blind.fingerprint(), "-/observer_blind/-/-");
+    }
+
+    /// What went blind is typed, read back from JSON, and changes no fingerprint; JSON written
+    /// before the field existed still reads (with no `blind`).
+    #[test]
+    fn blindness_is_a_typed_field_outside_the_fingerprint() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap();
+        let fly = Signal::observer_blind(
+            None,
+            Blind::FlyApi,
+            "fly_api",
+            "maintenance/machine_status",
+            at,
+            "Fly's machine list: 503",
+        );
+        assert_eq!(fly.fingerprint(), "-/observer_blind/-/fly_api");
+        let json = serde_json::to_value(&fly).unwrap();
+        assert_eq!(json["blind"], "fly_api");
+        assert_eq!(serde_json::from_value::<Signal>(json).unwrap(), fly);
+        let as_dependency = Signal {
+            blind: Some(Blind::Dependency),
+            ..fly.clone()
+        };
+        assert_eq!(as_dependency.fingerprint(), fly.fingerprint());
+
+        let old = serde_json::json!({
+            "kind": "observer_blind",
+            "class": "fly_api",
+            "source": "maintenance/machine_status",
+            "at": "2026-11-29T12:00:00Z",
+        });
+        let old: Signal = serde_json::from_value(old).unwrap();
+        assert_eq!(old.blind, None);
+        assert_eq!(old.fingerprint(), fly.fingerprint());
+        let plain = serde_json::to_value(Signal { blind: None, ..fly }).unwrap();
+        assert!(plain.get("blind").is_none(), "{plain}");
     }
 }

@@ -287,6 +287,7 @@ impl SloReport {
                     rules.join(", ")
                 ),
                 deploy: None,
+                blind: None,
             });
         }
         out

@@ -230,6 +230,7 @@ pub async fn after_deploy(
         machine: None,
         detail: rec.reason.clone().unwrap_or_default(),
         deploy: Some(rec.id.clone()),
+        blind: None,
     };
     let failed = matches!(
         rec.status,

@@ -2,12 +2,15 @@
 //!
 //! - One open incident per [`Signal::fingerprint`]; a repeat adds an occurrence; the severity
 //!   only goes up while the incident is open ([`Book::raise`]).
-//! - `observer_blind` signals (Fly API down, a tool missing, 429s, a check that could not run)
-//!   never open an app incident. All of them, for every app, fold into one `monitoring path
+//! - `observer_blind` signals never open an app incident. Those about opsctl's view of Fly
+//!   ([`monitoring_path`]: the signal's typed [`Signal::blind`] says Fly's API — down, 429s —
+//!   or the tool that reads it went blind), for every app, fold into one `monitoring path
 //!   down` incident ([`MONITORING_FINGERPRINT`]); while the observer is blind (until
 //!   [`Book::blind_hold`] after the last such signal) every app signal is held back and only
 //!   listed in that incident, so nothing acts on what a blind observer believes (case
-//!   BUG-30; the LEI `:enoent` health alert).
+//!   BUG-30; the LEI `:enoent` health alert). One app's dependency check that could not run
+//!   ([`Blind::Dependency`](crate::signal::Blind::Dependency)) is only that check's `unknown`:
+//!   no incident, nothing held back.
 //! - Signals raised by the incident pipeline's own responses (`source` starting with
 //!   `incident/`) never open incidents: a failing response is recorded on its incident and
 //!   escalated, never investigated by another incident (the LEI "investigate the failure of the
@@ -380,14 +383,22 @@ fn bump(inc: &mut OpenIncident, at: DateTime<Utc>, now: DateTime<Utc>) {
     }
 }
 
-/// Whether an `observer_blind` signal is about opsctl's view of Fly (Fly's API, or the tool
-/// that reads it, as in the LEI `:enoent` bead) — the monitoring path whose loss holds back every
-/// app's signals (BUG-30) — rather than one app's dependency check that could not run (classes
-/// `redis`, `postgres`, `oban`, `probe`, …), which is only that check's `unknown`.
+/// Whether an `observer_blind` signal is about opsctl's view of Fly — the monitoring path whose
+/// loss holds back every app's signals (case BUG-30) — rather than one app's dependency check
+/// that could not run (Redis, PostgreSQL, Oban, a probe, …), which is only that check's
+/// `unknown`.
+///
+/// Decided by what the producer says went blind ([`Signal::blind`], a
+/// [`Blind`](crate::signal::Blind)): `FlyApi` and `Tool` (the tool that reads Fly missing, as in
+/// the LEI `:enoent` bead, even for one app) are the monitoring path; `Dependency` is not,
+/// whatever its `class` reads like. A signal that does not say (JSON written before the field
+/// existed) is the monitoring path when it has no app: an app-less signal is about opsctl's own
+/// view by `Signal::app`'s contract, and every Fly-blind producer so far raised it app-less.
 pub fn monitoring_path(signal: &Signal) -> bool {
-    signal.app.is_none()
-        || signal.class.starts_with("fly")
-        || signal.class.starts_with("tool_missing")
+    match signal.blind {
+        Some(what) => what.is_monitoring_path(),
+        None => signal.app.is_none(),
+    }
 }
 
 #[cfg(test)]
@@ -395,6 +406,7 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+    use crate::signal::Blind;
 
     fn t(s: i64) -> DateTime<Utc> {
         Utc.with_ymd_and_hms(2026, 11, 29, 12, 0, 0).unwrap() + Duration::seconds(s)
@@ -411,6 +423,7 @@ mod tests {
             machine: Some("m1".into()),
             detail: format!("detail {at}"),
             deploy: None,
+            blind: None,
         }
     }
 
@@ -495,6 +508,7 @@ mod tests {
             machine: None,
             detail: "LEI_REDIS_URL is not set".into(),
             deploy: None,
+            blind: Some(Blind::Dependency),
         };
         assert_eq!(
             book.admit(&redis_unknown, t(0), || "x".into()),
@@ -507,6 +521,62 @@ mod tests {
             book.admit(&s, t(1), || "y".into()),
             Admission::New(_)
         ));
+    }
+
+    /// What went blind is read from the typed field, never from `class`: a dependency check
+    /// whose name starts with "fly" (`flyproxy`) is that check's `unknown`, no monitoring
+    /// incident and nothing held back; a Fly-blind or tool-blind signal is the monitoring path
+    /// whatever its class and whether or not it names an app.
+    #[test]
+    fn the_monitoring_path_is_what_went_blind_not_a_class_prefix() {
+        let blind = |app: Option<&str>, what: Blind, class: &str| {
+            Signal::observer_blind(app, what, class, "maintenance/x", t(0), "could not see")
+        };
+        for class in ["flyproxy", "fly_api", "tool_missing:flyctl", "redis"] {
+            let dep = blind(Some("lowendinsight"), Blind::Dependency, class);
+            assert!(!monitoring_path(&dep), "{class}");
+            let mut book = Book::new();
+            assert_eq!(
+                book.admit(&dep, t(0), || "x".into()),
+                Admission::Held(Held::ObserverBlind),
+                "{class}"
+            );
+            assert_eq!(book.open().count(), 0, "{class}: no monitoring incident");
+            assert!(!book.blind(t(1)), "{class}: nothing held back");
+            let s = sig("other", SignalKind::ProbeFailed, 1, "status:503", 1);
+            assert!(matches!(
+                book.admit(&s, t(1), || "y".into()),
+                Admission::New(_)
+            ));
+        }
+        for class in ["flyproxy", "fly_api", "redis", "probe", ""] {
+            for app in [None, Some("lowendinsight")] {
+                for what in [Blind::FlyApi, Blind::Tool] {
+                    let s = blind(app, what, class);
+                    assert!(monitoring_path(&s), "{what:?} {class} {app:?}");
+                    let mut book = Book::new();
+                    assert_eq!(
+                        book.admit(&s, t(0), || "m".into()),
+                        Admission::Monitoring(true)
+                    );
+                    assert!(book.get(MONITORING_FINGERPRINT).is_some());
+                    let held = sig("other", SignalKind::ProbeFailed, 1, "status:503", 1);
+                    assert_eq!(
+                        book.admit(&held, t(1), || "y".into()),
+                        Admission::Held(Held::ObserverBlind),
+                        "{what:?} {class} {app:?}: app signals held back"
+                    );
+                }
+            }
+        }
+        // A signal that does not say (older JSON): app-less is opsctl's own view, an app's is
+        // that app's check — whatever the class reads like.
+        let untyped = |app: Option<&str>, class: &str| Signal {
+            blind: None,
+            ..blind(app, Blind::FlyApi, class)
+        };
+        assert!(monitoring_path(&untyped(None, "redis")));
+        assert!(!monitoring_path(&untyped(Some("lowendinsight"), "fly_api")));
     }
 
     #[test]
@@ -527,6 +597,7 @@ mod tests {
             machine: None,
             detail: "every Fly API call timed out".into(),
             deploy: None,
+            blind: Some(Blind::FlyApi),
         };
         assert_eq!(
             book.admit(&blind, t(0), &mut id),
@@ -549,6 +620,7 @@ mod tests {
         let enoent = Signal {
             app: Some("lowendinsight".into()),
             class: "tool_missing:flyctl".into(),
+            blind: Some(Blind::Tool),
             ..blind.clone()
         };
         assert_eq!(

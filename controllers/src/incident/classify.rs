@@ -313,6 +313,7 @@ mod tests {
             machine: Some("m1".into()),
             detail: detail.into(),
             deploy: None,
+            blind: None,
         }
     }
 

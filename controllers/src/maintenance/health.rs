@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use super::machines::MachineView;
 use super::{FLY_API_BLIND, Judgement, Observation, signal};
 use crate::observed::{CheckState, MachineState};
-use crate::signal::SignalKind;
+use crate::signal::{Blind, SignalKind};
 
 /// The check's name in signal `source`s and records.
 pub const SOURCE: &str = "maintenance/app_health";
@@ -46,7 +46,7 @@ pub fn judge(
 ) -> Judgement {
     let mut signals = Vec::new();
     let mut parts = Vec::new();
-    let mut blind: Option<(Option<&str>, &str, String)> = None;
+    let mut blind: Option<(Option<&str>, Blind, &str, String)> = None;
     match (machines, rule) {
         (_, MachineChecksRule::Ignore) => parts.push("machine checks ignored".to_owned()),
         (Observation::Seen(list), MachineChecksRule::AllPassing) => {
@@ -92,7 +92,12 @@ pub fn judge(
         }
         (Observation::Down { reason, .. } | Observation::Unknown { reason }, _) => {
             parts.push(format!("machines unknown ({reason})"));
-            blind = Some((None, FLY_API_BLIND, format!("Fly's machine list: {reason}")));
+            blind = Some((
+                None,
+                Blind::FlyApi,
+                FLY_API_BLIND,
+                format!("Fly's machine list: {reason}"),
+            ));
         }
     }
     let mut passed = 0;
@@ -109,7 +114,12 @@ pub fn judge(
             )),
             Observation::Unknown { reason } => {
                 if blind.is_none() {
-                    blind = Some((Some(app), "probe", format!("probe {}: {reason}", p.url)));
+                    blind = Some((
+                        Some(app),
+                        Blind::Dependency,
+                        "probe",
+                        format!("probe {}: {reason}", p.url),
+                    ));
                 }
             }
         }
@@ -121,8 +131,8 @@ pub fn judge(
     if !signals.is_empty() {
         return Judgement::alert(summary, signals);
     }
-    if let Some((who, class, why)) = blind {
-        let mut j = Judgement::blind(who, SOURCE, class, why.clone(), now);
+    if let Some((who, what, class, why)) = blind {
+        let mut j = Judgement::blind(who, SOURCE, what, class, why.clone(), now);
         j.summary = format!("unknown: {why} ({summary})");
         return j;
     }
@@ -271,6 +281,11 @@ mod tests {
                 .iter()
                 .all(|s| s.kind == SignalKind::ObserverBlind)
         );
+        assert_eq!(
+            j.signals[0].blind,
+            Some(Blind::Dependency),
+            "one app's probe"
+        );
     }
 
     /// The kind of BUG-07 and BUG-30: when Fly's API cannot be read, health is unknown with one
@@ -296,6 +311,7 @@ mod tests {
                 assert_eq!(j.status, Status::Unknown, "{reason}");
                 assert_eq!(j.signals.len(), 1);
                 assert_eq!(j.signals[0].fingerprint(), "-/observer_blind/-/fly_api");
+                assert_eq!(j.signals[0].blind, Some(Blind::FlyApi));
             }
         }
     }

@@ -27,7 +27,7 @@ pub mod redis;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::signal::{Signal, SignalKind};
+use crate::signal::{Blind, Signal, SignalKind};
 
 /// The outcome of one check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -88,45 +88,40 @@ impl Judgement {
         }
     }
 
-    /// Could not see: one [`SignalKind::ObserverBlind`] signal for `app` (or for opsctl's own
-    /// view of Fly when `app` is `None`), class `source`'s check name so that blindness of one
-    /// kind dedupes into one incident.
-    pub fn unknown(
-        app: Option<&str>,
-        source: &str,
-        why: impl Into<String>,
-        now: DateTime<Utc>,
-    ) -> Self {
+    /// One app's dependency check could not run (URL unset, our login refused, a timeout): one
+    /// [`SignalKind::ObserverBlind`] signal for `app`, [`Blind::Dependency`], class `source`'s
+    /// check name (`maintenance/redis` → `redis`) so that it dedupes into one finding. Only
+    /// that check's `unknown`: it holds back no other signal.
+    pub fn unknown(app: &str, source: &str, why: impl Into<String>, now: DateTime<Utc>) -> Self {
         let class = source.rsplit('/').next().unwrap_or(source);
-        Self::blind(app, source, class, why, now)
+        Self::blind(Some(app), source, Blind::Dependency, class, why, now)
     }
 
-    /// Could not see, with an explicit blindness `class`: [`FLY_API_BLIND`] for Fly's API, so
-    /// that every check blinded by one Fly outage raises the same fingerprint (case BUG-30:
-    /// one "monitoring path down" alert, not one per app).
+    /// Fly's API could not be read (down, 429 after retries, timeout) by check `source`: one
+    /// app-less [`SignalKind::ObserverBlind`] signal, [`Blind::FlyApi`], class
+    /// [`FLY_API_BLIND`], so that every check blinded by one Fly outage raises the same
+    /// fingerprint `-/observer_blind/-/fly_api` (case BUG-30: one "monitoring path down"
+    /// alert, not one per app).
+    pub fn fly_blind(source: &str, why: impl Into<String>, now: DateTime<Utc>) -> Self {
+        Self::blind(None, source, Blind::FlyApi, FLY_API_BLIND, why, now)
+    }
+
+    /// Could not see: one [`SignalKind::ObserverBlind`] signal for `app` (`None`: opsctl's own
+    /// view), saying `what` went blind, with blindness `class` (short and stable: part of the
+    /// fingerprint). Prefer [`Judgement::unknown`] and [`Judgement::fly_blind`].
     pub fn blind(
         app: Option<&str>,
         source: &str,
+        what: Blind,
         class: &str,
         why: impl Into<String>,
         now: DateTime<Utc>,
     ) -> Self {
         let why = why.into();
-        let class = class.to_owned();
         Self {
             status: Status::Unknown,
             summary: format!("unknown: {why}"),
-            signals: vec![Signal {
-                app: app.map(str::to_owned),
-                kind: SignalKind::ObserverBlind,
-                release: None,
-                class,
-                source: source.to_owned(),
-                at: now,
-                machine: None,
-                detail: why,
-                deploy: None,
-            }],
+            signals: vec![Signal::observer_blind(app, what, class, source, now, why)],
         }
     }
 
@@ -204,6 +199,7 @@ pub(crate) fn signal(
         machine: None,
         detail: detail.into(),
         deploy: None,
+        blind: None,
     }
 }
 
@@ -222,6 +218,7 @@ mod tests {
             machine: Some("m1".into()),
             detail: String::new(),
             deploy: None,
+            blind: None,
         }
     }
 
@@ -231,7 +228,10 @@ mod tests {
             "1 down",
             vec![
                 signal(SignalKind::MachineDown, "stopped"),
-                signal(SignalKind::ObserverBlind, FLY_API_BLIND),
+                Signal {
+                    blind: Some(Blind::FlyApi),
+                    ..signal(SignalKind::ObserverBlind, FLY_API_BLIND)
+                },
             ],
         )
         .during_rollout("d-1");
@@ -242,5 +242,24 @@ mod tests {
 
         let quiet = Judgement::ok("all fine").during_rollout("d-1");
         assert_eq!(quiet.summary, "all fine");
+    }
+
+    /// The producers say what went blind: Fly's API (app-less, one fingerprint for every check)
+    /// or one app's dependency check (its own check name as class).
+    #[test]
+    fn producers_say_what_went_blind() {
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        let fly = Judgement::fly_blind(machines::SOURCE, "503 from Fly", now);
+        assert_eq!(fly.status, Status::Unknown);
+        assert_eq!(fly.signals[0].blind, Some(Blind::FlyApi));
+        assert_eq!(fly.signals[0].fingerprint(), "-/observer_blind/-/fly_api");
+        assert_eq!(fly.summary, "unknown: 503 from Fly");
+        let dep = Judgement::unknown("lei", "maintenance/flyproxy", "URL unset", now);
+        assert_eq!(dep.status, Status::Unknown);
+        assert_eq!(dep.signals[0].blind, Some(Blind::Dependency));
+        assert_eq!(
+            dep.signals[0].fingerprint(),
+            "lei/observer_blind/-/flyproxy"
+        );
     }
 }

@@ -81,9 +81,7 @@ pub fn judge(
             );
             Judgement::alert(format!("Oban's database is down: {reason}"), vec![s])
         }
-        Observation::Unknown { reason } => {
-            Judgement::unknown(Some(app), SOURCE, reason.clone(), now)
-        }
+        Observation::Unknown { reason } => Judgement::unknown(app, SOURCE, reason.clone(), now),
     }
 }
 
@@ -156,5 +154,6 @@ mod tests {
                 .iter()
                 .all(|s| s.kind == SignalKind::ObserverBlind)
         );
+        assert_eq!(j.signals[0].blind, Some(crate::signal::Blind::Dependency));
     }
 }

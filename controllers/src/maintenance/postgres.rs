@@ -97,9 +97,7 @@ pub fn judge(
             );
             Judgement::alert(format!("PostgreSQL down: {reason}"), vec![s])
         }
-        Observation::Unknown { reason } => {
-            Judgement::unknown(Some(app), SOURCE, reason.clone(), now)
-        }
+        Observation::Unknown { reason } => Judgement::unknown(app, SOURCE, reason.clone(), now),
     }
 }
 
@@ -160,5 +158,10 @@ mod tests {
         assert_eq!(j.status, Status::Unknown);
         assert_eq!(j.signals.len(), 1);
         assert_eq!(j.signals[0].kind, SignalKind::ObserverBlind);
+        assert_eq!(j.signals[0].blind, Some(crate::signal::Blind::Dependency));
+        assert_eq!(
+            j.signals[0].fingerprint(),
+            "a/observer_blind/-/postgres_connections"
+        );
     }
 }

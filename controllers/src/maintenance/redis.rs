@@ -26,9 +26,7 @@ pub fn judge(app: &str, seen: &Observation<()>, now: DateTime<Utc>) -> Judgement
             );
             Judgement::alert(format!("Redis down: {reason}"), vec![s])
         }
-        Observation::Unknown { reason } => {
-            Judgement::unknown(Some(app), SOURCE, reason.clone(), now)
-        }
+        Observation::Unknown { reason } => Judgement::unknown(app, SOURCE, reason.clone(), now),
     }
 }
 
@@ -60,6 +58,11 @@ mod tests {
             j.signals
                 .iter()
                 .all(|s| s.kind == SignalKind::ObserverBlind)
+        );
+        assert_eq!(
+            j.signals[0].blind,
+            Some(crate::signal::Blind::Dependency),
+            "Redis unseen is that app's check, not the monitoring path"
         );
     }
 }

@@ -315,6 +315,7 @@ impl MixedWatch {
                     list.join("; ")
                 ),
                 deploy: None,
+                blind: None,
             });
         }
         out

@@ -103,6 +103,7 @@ pub fn signals(end: &DeployEnd) -> Vec<Signal> {
         machine: None,
         detail,
         deploy: Some(end.deploy.clone()),
+        blind: None,
     };
     let mut out = Vec::new();
     for g in end.groups.iter().flatten() {

@@ -51,7 +51,7 @@ impl Maintenance {
                 machines::judge(app, &views, now)
             }
             Observation::Down { reason, .. } | Observation::Unknown { reason } => {
-                Judgement::blind(None, machines::SOURCE, judges::FLY_API_BLIND, reason, now)
+                Judgement::fly_blind(machines::SOURCE, reason, now)
             }
         }
     }
@@ -262,7 +262,7 @@ impl Maintenance {
         let list = match self.list(app, schedule, CheckName::CostSnapshot).await {
             Observation::Seen(list) => list,
             Observation::Down { reason, .. } | Observation::Unknown { reason } => {
-                return Judgement::blind(None, cost::SOURCE, judges::FLY_API_BLIND, reason, now);
+                return Judgement::fly_blind(cost::SOURCE, reason, now);
             }
         };
         let inputs: Vec<_> = list.iter().map(convert::cost_input).collect();
@@ -349,7 +349,7 @@ fn cert_judgement(
         return Judgement::alert(summary, signals);
     }
     if !hosts.is_empty() && hosts.iter().all(|h| h.last.is_unknown()) {
-        return Judgement::unknown(Some(app), "maintenance/cert_expiry", summary, now);
+        return Judgement::unknown(app, "maintenance/cert_expiry", summary, now);
     }
     Judgement::ok(summary)
 }
