@@ -130,7 +130,7 @@ pub enum Command {
     /// current one, or `--to VERSION`. Exit 3 when it waits for approval, 1 when refused.
     Rollback(rollback::RollbackArgs),
     /// Print the JSON Schema (Draft 2020-12) of a resource kind, or of every kind as one
-    /// object keyed by kind; `--write DIR` writes DIR/<Kind>.json instead.
+    /// object keyed by kind; `--write DIR` writes `DIR/<Kind>.json` instead.
     Schema(schema::SchemaArgs),
     /// Turn other formats into manifests.
     #[command(subcommand)]

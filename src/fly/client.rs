@@ -2,7 +2,7 @@
 //! ([`super::releases`]). The same code talks to Fly and to the simulator; only the
 //! [`Endpoints`] differ (DESIGN.md §4.1).
 //!
-//! It decides nothing. Sending, rate limiting and retries live in [`super::transport`];
+//! It decides nothing. Sending, rate limiting and retries live in `super::transport`;
 //! errors in [`super::error`]. The token never appears in an error, a log line or `Debug`.
 
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! Talking to Fly: the HTTP client ([`client`], [`releases`]), its transport (rate limits,
-//! retries; [`transport`]), errors ([`error`]), the image registry check before a rollback
+//! retries; `transport`), errors ([`error`]), the image registry check before a rollback
 //! ([`registry`]), the wire types it shares with the simulator ([`wire`]), the agent role every
 //! call is checked against ([`role`]), and the conversion of what Fly reports into domain
 //! observations ([`observe`]).

@@ -77,7 +77,7 @@ pub async fn fetch_logs(
 pub struct Diagnosis {
     /// Machines: `id state (checks …, last exit …)`.
     pub machines: Vec<String>,
-    /// Log lines around the first signal (at most [`MAX_LOG_LINES`]).
+    /// Log lines around the first signal (at most `MAX_LOG_LINES`).
     pub logs: Vec<String>,
     /// Recent deploys of the app: `id status image (started …)`, newest first (at most 5).
     pub deploys: Vec<String>,

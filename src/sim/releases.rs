@@ -6,7 +6,7 @@
 //! `updateRelease`), reads the app from `app(name: $var)` or `app(name: "literal")`, honours
 //! aliases on `app` and on the release fields (`releases: releasesUnprocessed(first: $limit)`),
 //! and takes mutation inputs from the `input` variable. The answer under each of those fields
-//! holds exactly what its selection set asks for ([`selection`], [`project`]: nested sets
+//! holds exactly what its selection set asks for (`selection`, `project`: nested sets
 //! such as `nodes { … }` and `user { … }`, aliases; no fragments or directives), as a GraphQL
 //! server answers. Anything else gets a GraphQL error with code `INVALID`.
 //! GraphQL errors arrive with HTTP 200, as Fly sends them.

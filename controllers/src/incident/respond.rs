@@ -3,7 +3,7 @@
 //!
 //! - `unknown` → escalate, always (never a rollback; case BUG-20 D).
 //! - `noise` → nothing; escalated when the confidence is under
-//!   [`NOISE_CONFIDENCE_FLOOR`](super::NOISE_CONFIDENCE_FLOOR).
+//!   [`NOISE_CONFIDENCE_FLOOR`].
 //! - `outage` → roll back the recent deploy (started at most `window` before the first signal)
 //!   when the runbook allows `rollback`; at most one automatic rollback per bad release: a
 //!   deploy that was already rolled back (by the deploy pipeline or by an earlier incident) is

@@ -8,7 +8,7 @@
 //! sections it spells out. This module decides nothing: `opsctl_controllers::governance` reads
 //! the spec and decides.
 //!
-//! Things no policy can change (checked by [`rules`]): migrations (`gates.migration`) are
+//! Things no policy can change (checked by `rules`): migrations (`gates.migration`) are
 //! gated in every phase; the operations of [`Operation::ALWAYS_DENIED`] are on no role's
 //! allowlist.
 

@@ -3,7 +3,7 @@
 //! Order of work (issue #2; NOTES.md §6.2): observe → diff → plan (pure, in
 //! `opsctl-controllers`) → create a Fly release → lease every machine in the plan → per batch:
 //! record the intent, update the machines (whole config replaced: new image, desired env and
-//! size, release metadata), wait for `started`, poll until the controllers' [`judge`] says
+//! size, release metadata), wait for `started`, poll until the controllers' `judge` says
 //! healthy or failed → mark the release complete, or roll the touched machines back to their
 //! previous config as a *new* release → release the leases.
 //!

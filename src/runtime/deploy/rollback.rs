@@ -207,7 +207,7 @@ impl Deployer {
     /// Roll back a *finished* deploy (record `deploy_id` of `app`), for the incident pipeline:
     /// an outage after a deploy that looked fine (case BUG-02). Builds the touched machines
     /// from the record (their current config with the image they ran before) and goes through
-    /// [`Deployer::fail`] above, so target choice (never a known-bad image), the new release,
+    /// `Deployer::fail` above, so target choice (never a known-bad image), the new release,
     /// health judgement and recording are the deploy pipeline's own. At most once: a deploy
     /// whose record already holds a rollback is returned unchanged (case BUG-14).
     ///
