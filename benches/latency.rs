@@ -132,10 +132,7 @@ fn stop(mut child: Child) {
 fn main() {
     let sim = Sim::start();
     let ws = Workspace::new(OLD);
-    let repo = ws.manifests();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "LowEndInsight on OLD"]);
+    ws.commit_all("LowEndInsight on OLD");
     let mut child = ws
         .opsctl(&sim)
         .args(["--log-format", "json", "run", "--listen", "127.0.0.1:0"])

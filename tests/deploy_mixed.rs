@@ -212,10 +212,7 @@ fn a_newer_commit_waits_for_the_deploy_in_flight() {
     let (_dir, scenario) = mixed_scenario("{slow-start: 3s}");
     let sim = Sim::start_with(&scenario);
     let ws = Workspace::new(OLD);
-    let repo = ws.manifests();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "LowEndInsight on OLD"]);
+    let repo = ws.commit_all("LowEndInsight on OLD");
     std::fs::write(repo.join("lowendinsight.yaml"), manifest(NEW)).unwrap();
     git(&repo, &["commit", "-q", "-am", "v42: NEW"]);
     let mut child = ws

@@ -94,6 +94,20 @@ fn plan(ws: &Workspace, sim: &Sim) -> Value {
     json["apps"][0].clone()
 }
 
+/// The ADR's default governance, the manifests committed on `image(1)`: `apply` queues the
+/// deploy for approval (exit 3). The simulator, the fake GitHub (its runtime must live as long
+/// as the test), the workspace and the pending approval's id.
+fn pending_deploy() -> (Sim, tokio::runtime::Runtime, String, Workspace, String) {
+    let sim = Sim::start();
+    let (github, rt) = green_github();
+    let ws = adr_workspace(&github);
+    commit_manifest(&ws, &image(1), &github, false);
+    let (code, app, shown) = apply(&ws, &sim);
+    assert_eq!(code, 3, "{shown}");
+    let id = app["approval"].as_str().unwrap().to_owned();
+    (sim, rt, github, ws, id)
+}
+
 #[test]
 fn twelve_deploys_ten_approved_the_eleventh_auto_a_config_change_gated_again() {
     let sim = Sim::start();
@@ -190,13 +204,7 @@ fn twelve_deploys_ten_approved_the_eleventh_auto_a_config_change_gated_again() {
 /// stale; `approve` refuses, shows the new plan, and the next pass queues a new approval.
 #[test]
 fn a_stale_approval_is_refused_and_the_new_plan_shown() {
-    let sim = Sim::start();
-    let (github, _rt) = green_github();
-    let ws = adr_workspace(&github);
-    commit_manifest(&ws, &image(1), &github, false);
-    let (code, app, shown) = apply(&ws, &sim);
-    assert_eq!(code, 3, "{shown}");
-    let id = app["approval"].as_str().unwrap().to_owned();
+    let (sim, _rt, _github, ws, id) = pending_deploy();
 
     // Someone updates M1 by hand: a new instance version, so a new observed state.
     let m1 = sim.get(&format!("/v1/apps/lowendinsight/machines/{}", common::M1));
@@ -242,13 +250,7 @@ fn a_stale_approval_is_refused_and_the_new_plan_shown() {
 /// over to a changed manifest either.
 #[test]
 fn an_approval_or_denial_does_not_carry_over_to_a_changed_manifest() {
-    let sim = Sim::start();
-    let (github, _rt) = green_github();
-    let ws = adr_workspace(&github);
-    commit_manifest(&ws, &image(1), &github, false);
-    let (code, app, shown) = apply(&ws, &sim);
-    assert_eq!(code, 3, "{shown}");
-    let first = app["approval"].as_str().unwrap().to_owned();
+    let (sim, _rt, github, ws, first) = pending_deploy();
     let (code, shown, _) = run(&ws, &sim, &["approve", &first]);
     assert_eq!(code, 0, "{shown}");
 
@@ -280,12 +282,7 @@ fn an_approval_or_denial_does_not_carry_over_to_a_changed_manifest() {
 /// `deny` refuses the plan: `apply` does not deploy it and says so.
 #[test]
 fn a_denied_plan_is_not_deployed() {
-    let sim = Sim::start();
-    let (github, _rt) = green_github();
-    let ws = adr_workspace(&github);
-    commit_manifest(&ws, &image(1), &github, false);
-    let (_, app, _) = apply(&ws, &sim);
-    let id = app["approval"].as_str().unwrap().to_owned();
+    let (sim, _rt, _github, ws, id) = pending_deploy();
     let (code, shown, _) = run(&ws, &sim, &["deny", &id]);
     assert_eq!(code, 0, "{shown}");
     let (code, shown, _) = run(&ws, &sim, &["approve", &id]);
@@ -434,13 +431,7 @@ fn run_picks_up_an_approval_made_with_the_cli() {
 /// approval stays pending, never closed as stale.
 #[test]
 fn approve_refuses_an_embedded_fly_and_leaves_the_approval_pending() {
-    let sim = Sim::start();
-    let (github, _rt) = green_github();
-    let ws = adr_workspace(&github);
-    commit_manifest(&ws, &image(1), &github, false);
-    let (code, app, shown) = apply(&ws, &sim);
-    assert_eq!(code, 3, "{shown}");
-    let id = app["approval"].as_str().unwrap().to_owned();
+    let (sim, _rt, _github, ws, id) = pending_deploy();
     let out = common::opsctl()
         .arg("--manifests")
         .arg(ws.manifests())

@@ -145,10 +145,7 @@ fn killing_the_leader_mid_rollout_hands_over_and_the_rollout_finishes_once() {
     let store = db.url();
     let sim = Sim::start();
     let ws = Workspace::new(OLD);
-    let repo = ws.manifests();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "LowEndInsight on OLD"]);
+    let repo = ws.commit_all("LowEndInsight on OLD");
 
     // Two replicas: the first leads, the second stands by.
     let (mut a, a_lines) = replica(&sim, &repo, &ws.dir.path().join("state-a"), &store);
@@ -274,10 +271,7 @@ fn a_paused_leader_that_wakes_up_after_a_takeover_is_fenced_off() {
     let store = db.url();
     let sim = Sim::start();
     let ws = Workspace::new(OLD);
-    let repo = ws.manifests();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "LowEndInsight on OLD"]);
+    let repo = ws.commit_all("LowEndInsight on OLD");
     let (mut a, a_lines) = replica(&sim, &repo, &ws.dir.path().join("state-a"), &store);
     assert!(
         a_lines.wait_for("reconciler started", Duration::from_secs(20)),
@@ -383,10 +377,7 @@ fn status_names_the_leader_and_the_standby() {
     let store = db.url();
     let sim = Sim::start();
     let ws = Workspace::new(OLD);
-    let repo = ws.manifests();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "LowEndInsight on OLD"]);
+    let repo = ws.commit_all("LowEndInsight on OLD");
     let port = || {
         std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()

@@ -832,9 +832,7 @@ fn run_hands_a_bad_deploy_to_the_incident_pipeline() {
         ),
     )
     .unwrap();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "on OLD"]);
+    ws.commit_all("on OLD");
     let mut child = ws
         .opsctl(&sim)
         .args([

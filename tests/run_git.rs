@@ -12,10 +12,7 @@ use common::{Lines, NEW, OLD, Sim, Workspace, deploys, eventually, git, manifest
 /// A git checkout of the manifests on OLD (what Fly runs), and `opsctl run` started on it.
 fn start_run(sim: &Sim) -> (Workspace, std::path::PathBuf, std::process::Child, Lines) {
     let ws = Workspace::new(OLD);
-    let repo = ws.manifests();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "LowEndInsight on OLD"]);
+    let repo = ws.commit_all("LowEndInsight on OLD");
     let mut child = ws
         .opsctl(sim)
         .args(["run", "--resync", "1h", "--poll", "100ms"])

@@ -13,10 +13,7 @@ use common::{Lines, NEW, OLD, Sim, Workspace, eventually, free_port, git, http_g
 fn run_serves_health_readiness_and_metrics() {
     let sim = Sim::start();
     let ws = Workspace::new(OLD);
-    let repo = ws.manifests();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "on OLD"]);
+    let repo = ws.commit_all("on OLD");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut child = ws

@@ -9,16 +9,13 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{
-    Lines, M1, M2, NEW, OLD, Sim, Workspace, deploys, eventually, free_port, git, http_get as get,
+    Lines, M1, M2, NEW, OLD, Sim, Workspace, deploys, eventually, free_port, http_get as get,
     scenario_with_faults,
 };
 
 /// `opsctl run` on a git checkout of `ws`'s manifests, listening on `port`.
 fn start_run(ws: &Workspace, sim: &Sim, port: u16) -> (Child, Lines) {
-    let repo = ws.manifests();
-    git(&repo, &["init", "-q", "-b", "main"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "manifests"]);
+    ws.commit_all("manifests");
     let mut child = ws
         .opsctl(sim)
         .args(["run", "--resync", "1h", "--poll", "100ms", "--workers", "2"])

@@ -185,6 +185,18 @@ impl Workspace {
         self.dir.path().join("state")
     }
 
+    /// Make the manifests directory a git checkout on `main` (once) and commit everything in
+    /// it with `message`; the checkout's path.
+    pub fn commit_all(&self, message: &str) -> PathBuf {
+        let repo = self.manifests();
+        if !repo.join(".git").exists() {
+            git(&repo, &["init", "-q", "-b", "main"]);
+        }
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-q", "-m", message]);
+        repo
+    }
+
     /// Switch the manifest's deploy strategy.
     pub fn set_strategy(&self, strategy: &str) {
         let path = self.manifests().join("lowendinsight.yaml");
