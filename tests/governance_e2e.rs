@@ -292,6 +292,13 @@ fn a_denied_plan_is_not_deployed() {
     assert_eq!(code, 1, "{shown}");
     assert_eq!(app["outcome"], "denied");
     assert_eq!(app["rule"], "human.denied");
+    // `plan` says so too, for the same plan.
+    let (_, shown, _) = run(&ws, &sim, &["plan"]);
+    assert!(
+        shown.contains(&format!("denied by a human ({id})")),
+        "{shown}"
+    );
+    assert_eq!(plan(&ws, &sim)["approval"]["state"], "denied");
     assert!(sim.images().iter().all(|(_, i)| *i != image(1)));
 }
 

@@ -102,11 +102,11 @@ impl std::fmt::Display for Block {
         match self {
             Block::PinnedOut { image, record } => write!(
                 f,
-                "image {image} failed health in {record}; it is pinned out until the manifest changes"
+                "image {image} failed health in {record}; it is pinned out until the manifest names another image"
             ),
             Block::RolledBackByHand { image, record } => write!(
                 f,
-                "image {image} was rolled back by hand in {record}; it is pinned out until the manifest changes"
+                "image {image} was rolled back by hand in {record}; it is pinned out until the manifest names another image"
             ),
             Block::Paused { record } => write!(
                 f,

@@ -87,20 +87,20 @@ pub async fn approve(args: DecideArgs, global: &Global) -> anyhow::Result<ExitCo
             ),
         ));
     };
-    let target = target::connect(&global.fly).await?;
-    if target._embedded.is_some() {
+    if global.fly == "embedded" {
         // A fresh simulator in this process is not the Fly the plan was made against: every
         // approval would look stale (and be closed as such).
         return Err(coded(
             "config",
             format!(
-                "approval {} cannot be checked against `--fly embedded`: that starts a new simulator in this process, not the Fly of the `opsctl run` that asked. Approve through that process's endpoint (`curl -X POST -H 'Authorization: Bearer $OPSCTL_APPROVAL_TOKEN' -H 'Content-Type: application/json' -d '{{\"plan_hash\":\"{}\"}}' http://127.0.0.1:9464/approvals/{}/approve`, docs/governance.md), or run `opsctl sim serve` and pass its URL as `--fly` to both `run` and `approve`. Nothing was decided.",
+                "approval {} cannot be checked against `--fly embedded`: that starts a new simulator in this process, not the Fly of the `opsctl run` that asked. Approve through that process's endpoint, at the address it listens on (`--listen`, default 127.0.0.1:9464): `curl -X POST -H \"Authorization: Bearer $OPSCTL_APPROVAL_TOKEN\" -H 'Content-Type: application/json' -d '{{\"plan_hash\":\"{}\"}}' http://127.0.0.1:9464/approvals/{}/approve` (docs/governance.md), or run `opsctl sim serve` and pass its URL as `--fly` to both `run` and `approve`. Nothing was decided.",
                 a.id(),
                 a.data.plan_hash,
                 a.id()
             ),
         ));
     }
+    let target = target::connect(&global.fly).await?;
     let planner = planner(&target, global, false)?;
     if a.is_rollback() {
         return approve_rollback(global, &planner, &set, app, &a).await;

@@ -86,17 +86,22 @@ pub async fn exec(args: PlanArgs, global: &Global) -> anyhow::Result<ExitCode> {
         match plan_app(&planner, &set, app, now).await {
             Ok(plan) => {
                 any_action |= !plan.actions.is_empty();
-                let pending = approvals::pending(&planner.store, Some(&plan.app))?
+                // The newest human decision on this very plan (not a manual rollback's).
+                let decision = approvals::approvals(&planner.store, Some(&plan.app))?
                     .into_iter()
+                    .filter(|a| !a.is_rollback())
                     .find(|a| a.data.plan_hash == plan.plan_hash);
                 let mut v = plan_json(&plan);
                 // The desired state the plan was computed from: `apply --plan` refuses a plan
                 // whose manifests changed since, even when the actions read the same.
                 v["revision"] = json!(app.revision());
-                if let Some(p) = &pending {
-                    v["pending_approval"] = json!(p.id());
+                if let Some(a) = &decision {
+                    if a.data.state == "pending" {
+                        v["pending_approval"] = json!(a.id());
+                    }
+                    v["approval"] = json!({"id": a.id(), "state": a.data.state});
                 }
-                text.push_str(&render(&plan, pending.as_ref().map(|p| p.id())));
+                text.push_str(&render(&plan, decision.as_ref()));
                 values.push(v);
             }
             Err(e) => {
@@ -161,7 +166,7 @@ pub fn plan_json(plan: &AppPlan) -> Value {
 }
 
 /// One app's plan as text.
-pub fn render(plan: &AppPlan, pending: Option<&str>) -> String {
+pub fn render(plan: &AppPlan, decision: Option<&approvals::Approval>) -> String {
     let mut out = format!(
         "{}: policy {}, burn-in phase {} ({} counted deploys), plan {}\n",
         plan.app, plan.policy, plan.burn_in.phase, plan.burn_in.count, plan.plan_hash
@@ -187,10 +192,20 @@ pub fn render(plan: &AppPlan, pending: Option<&str>) -> String {
             a.decision.why
         ));
     }
-    if let Some(id) = pending {
-        out.push_str(&format!(
-            "  waiting for approval {id}: `opsctl approve {id}` or `opsctl deny {id}`\n"
-        ));
+    if let Some(a) = decision {
+        let id = a.id();
+        out.push_str(&match a.data.state.as_str() {
+            "pending" => format!(
+                "  waiting for approval {id}: `opsctl approve {id}` or `opsctl deny {id}`\n"
+            ),
+            "denied" => format!(
+                "  denied by a human ({id}): nothing runs until the manifests or Fly change\n"
+            ),
+            "approved" => {
+                format!("  approved ({id}): the next `opsctl apply` or `opsctl run` pass carries it out\n")
+            }
+            other => format!("  approval {id}: {other}\n"),
+        });
     }
     out
 }

@@ -28,6 +28,9 @@ use crate::runtime::reconciler::{DEFAULT_WORKERS, Reconciler, StatusBoard};
 use crate::runtime::remote::{self, GitUrl, RemoteConfig};
 use crate::secret::Secret;
 
+/// How often a first git fetch that has not finished says so.
+const FIRST_FETCH_NOTICE: Duration = Duration::from_secs(10);
+
 /// Default `--listen`: loopback only, port 9464.
 const DEFAULT_LISTEN: ([u8; 4], u16) = ([127, 0, 0, 1], 9464);
 
@@ -138,7 +141,26 @@ async fn remote_config(args: &RunArgs, global: &Global) -> anyhow::Result<Option
 /// run's clone has a commit, that commit is reconciled meanwhile (returns 1: one failure so
 /// far, for the retry backoff); with no commit at all, `run` cannot start.
 async fn first_fetch(config: &RemoteConfig) -> anyhow::Result<u32> {
-    let result = remote::sync(config).await;
+    tracing::info!(url = %config.url.redacted(), branch = %config.branch, "first fetch of the manifests repository");
+    // A git server that does not answer must not leave the terminal silent for minutes.
+    let started = std::time::Instant::now();
+    let sync = remote::sync(config);
+    tokio::pin!(sync);
+    let mut ticks = tokio::time::interval_at(
+        tokio::time::Instant::now() + FIRST_FETCH_NOTICE,
+        FIRST_FETCH_NOTICE,
+    );
+    let result = loop {
+        tokio::select! {
+            r = &mut sync => break r,
+            _ = ticks.tick() => tracing::warn!(
+                url = %config.url.redacted(),
+                waited_s = started.elapsed().as_secs(),
+                "still waiting for the first git fetch (git gives up after {} s; Ctrl-C stops)",
+                remote::GIT_TIMEOUT.as_secs()
+            ),
+        }
+    };
     crate::metrics::global().git_fetched("startup", result.is_ok(), chrono::Utc::now());
     let failures = match result {
         Ok(synced) => {

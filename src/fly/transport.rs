@@ -119,6 +119,8 @@ impl Transport {
             self.send_once::<T>(call).await
         };
         let policy = call.retry;
+        let attempts = self.retries + 1;
+        let failed = std::sync::atomic::AtomicUsize::new(0);
         once.retry(
             ExponentialBuilder::default()
                 .with_min_delay(Duration::from_millis(250))
@@ -141,7 +143,8 @@ impl Transport {
             } else {
                 // Fly not answering is worth a line: a command would otherwise sit silent for
                 // minutes (6 attempts of up to 30 s each) before its error.
-                tracing::warn!(error = %e, retry_in_ms, "Fly did not answer; retrying");
+                let n = failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                tracing::warn!(error = %e, retry_in_ms, "Fly did not answer (attempt {n} of {attempts}); retrying");
             }
         })
         .await
