@@ -173,6 +173,28 @@ pub enum SignalKind {
 }
 
 impl SignalKind {
+    /// Every kind, in declaration order (a new variant goes here as well as in
+    /// [`SignalKind::as_str`]; the runbook kind's name list is checked against this).
+    pub const ALL: [SignalKind; 17] = [
+        Self::CheckFailing,
+        Self::ProbeFailed,
+        Self::MachineDown,
+        Self::CrashLoop,
+        Self::DeployFailed,
+        Self::DeployOutage,
+        Self::CertExpiring,
+        Self::CertNotReady,
+        Self::PostgresConnections,
+        Self::PostgresDown,
+        Self::RedisDown,
+        Self::QueueGrowth,
+        Self::CostAnomaly,
+        Self::SloBurn,
+        Self::LogPattern,
+        Self::ObserverBlind,
+        Self::MixedImages,
+    ];
+
     /// Snake-case name, as in JSON and fingerprints.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -202,6 +224,16 @@ mod tests {
     use chrono::TimeZone;
 
     use super::*;
+
+    #[test]
+    fn every_kind_has_one_name_that_reads_back() {
+        let mut names = std::collections::BTreeSet::new();
+        for k in SignalKind::ALL {
+            assert!(names.insert(k.as_str()), "{} twice", k.as_str());
+            let back: SignalKind = serde_json::from_value(serde_json::json!(k.as_str())).unwrap();
+            assert_eq!(back, k);
+        }
+    }
 
     #[test]
     fn the_fingerprint_ignores_wording_time_and_machine() {

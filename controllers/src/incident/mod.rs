@@ -81,26 +81,7 @@ mod tests {
     /// `SignalKind` except `observer_blind`.
     #[test]
     fn runbook_signal_names_are_the_signal_kinds() {
-        use SignalKind::*;
-        let all = [
-            CheckFailing,
-            ProbeFailed,
-            MachineDown,
-            CrashLoop,
-            DeployFailed,
-            DeployOutage,
-            CertExpiring,
-            CertNotReady,
-            PostgresConnections,
-            PostgresDown,
-            RedisDown,
-            QueueGrowth,
-            CostAnomaly,
-            SloBurn,
-            LogPattern,
-            ObserverBlind,
-        ];
-        let mut ours: Vec<&str> = all
+        let mut ours: Vec<&str> = SignalKind::ALL
             .iter()
             .map(|k| k.as_str())
             .filter(|s| *s != "observer_blind")

@@ -49,6 +49,7 @@ pub const SIGNAL_KINDS: &[&str] = &[
     "cost_anomaly",
     "slo_burn",
     "log_pattern",
+    "mixed_images",
 ];
 
 /// `spec` of a `Runbook` manifest.
