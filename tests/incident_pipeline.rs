@@ -1045,77 +1045,68 @@ async fn llm_classifier_validated_charged_and_falls_back() {
     );
     assert_eq!(mutations(&e.sim), before);
 
-    // Not the schema → rules (unknown) and an escalation naming the failure.
-    let fake = fake_llm("Looks like an outage, roll back!", Duration::ZERO).await;
-    e.pipeline.classifier = llm(&fake.url, Duration::from_secs(5), 2.0);
-    let mut s = unknown_line();
-    s.class = "third".into();
-    let h = e.pipeline.handle(s).await.unwrap();
-    let Handled::Answered { class, .. } = &h else {
-        panic!("{h:?}")
-    };
-    assert_eq!(*class, Classification::Unknown);
-    let esc = e.seen.escalations.lock().unwrap().last().cloned().unwrap();
-    assert!(
-        esc.data["reasons"]
-            .to_string()
-            .contains("llm_invalid_answer"),
-        "{:?}",
-        esc.data
-    );
-
-    // Too slow → rules and escalate.
-    let fake = fake_llm(
-        r#"{"classification":"noise","confidence":0.99,"reason":"fine"}"#,
-        Duration::from_secs(3),
-    )
-    .await;
-    e.pipeline.classifier = llm(&fake.url, Duration::from_millis(300), 2.0);
-    let mut s = unknown_line();
-    s.class = "fourth".into();
-    let h = e.pipeline.handle(s).await.unwrap();
-    let Handled::Answered { class, .. } = &h else {
-        panic!("{h:?}")
-    };
-    assert_eq!(*class, Classification::Unknown);
-    let esc = e.seen.escalations.lock().unwrap().last().cloned().unwrap();
-    assert!(
-        esc.data["reasons"]
-            .to_string()
-            .contains("llm_unavailable: timeout"),
-        "{:?}",
-        esc.data
-    );
-
-    // A call that could cost more than the $2.00 incident budget is not made.
-    let fake = fake_llm(
-        r#"{"classification":"noise","confidence":0.99,"reason":"fine"}"#,
-        Duration::ZERO,
-    )
-    .await;
-    e.pipeline.classifier = llm(&fake.url, Duration::from_secs(5), 1000.0);
-    let mut s = unknown_line();
-    s.class = "fifth".into();
-    let h = e.pipeline.handle(s).await.unwrap();
-    assert!(
-        matches!(
-            h,
-            Handled::Answered {
-                class: Classification::Unknown,
-                ..
-            }
+    // Every way the judgment step can fail falls back to the rules (unknown) and escalates,
+    // naming the failure: (what the fake model answers, its delay, our timeout, our per-call
+    // budget, the reason expected, whether the call is made at all).
+    let failures = [
+        // Not the schema.
+        (
+            "Looks like an outage, roll back!",
+            Duration::ZERO,
+            Duration::from_secs(5),
+            2.0,
+            "llm_invalid_answer",
+            true,
         ),
-        "{h:?}"
-    );
-    assert!(fake.requests.lock().unwrap().is_empty());
-    let esc = e.seen.escalations.lock().unwrap().last().cloned().unwrap();
-    assert!(
-        esc.data["reasons"]
-            .to_string()
-            .contains("llm_budget_exhausted"),
-        "{:?}",
-        esc.data
-    );
+        // Too slow.
+        (
+            r#"{"classification":"noise","confidence":0.99,"reason":"fine"}"#,
+            Duration::from_secs(3),
+            Duration::from_millis(300),
+            2.0,
+            "llm_unavailable: timeout",
+            true,
+        ),
+        // A call that could cost more than the $2.00 incident budget is not made.
+        (
+            r#"{"classification":"noise","confidence":0.99,"reason":"fine"}"#,
+            Duration::ZERO,
+            Duration::from_secs(5),
+            1000.0,
+            "llm_budget_exhausted",
+            false,
+        ),
+    ];
+    for (i, (answer, delay, timeout, usd_per_mtok, reason, called)) in
+        failures.into_iter().enumerate()
+    {
+        let fake = fake_llm(answer, delay).await;
+        e.pipeline.classifier = llm(&fake.url, timeout, usd_per_mtok);
+        let mut s = unknown_line();
+        s.class = format!("failure-{i}");
+        let h = e.pipeline.handle(s).await.unwrap();
+        assert!(
+            matches!(
+                h,
+                Handled::Answered {
+                    class: Classification::Unknown,
+                    ..
+                }
+            ),
+            "{reason}: {h:?}"
+        );
+        assert_eq!(
+            !fake.requests.lock().unwrap().is_empty(),
+            called,
+            "{reason}"
+        );
+        let esc = e.seen.escalations.lock().unwrap().last().cloned().unwrap();
+        assert!(
+            esc.data["reasons"].to_string().contains(reason),
+            "{reason}: {:?}",
+            esc.data
+        );
+    }
 }
 
 /// BUG-30 variant: the observer sees Fly fine, but 30 apps fail their probes within two
