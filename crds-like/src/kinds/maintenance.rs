@@ -168,7 +168,10 @@ pub enum Every {
     Cron(CronExpr),
 }
 
-/// `checks.costSnapshot`: [`Timing`] plus the anomaly rule.
+/// `checks.costSnapshot`: [`Timing`] plus the anomaly rule. The timing fields are written out
+/// again rather than `#[serde(flatten)]`ed: serde does not support `flatten` together with
+/// `deny_unknown_fields`, and an unknown key must stay an error. [`CostSnapshotCheck::timing`]
+/// gives them back as a [`Timing`], so the scheduling rules exist once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CostSnapshotCheck {
